@@ -1,0 +1,39 @@
+"""The data sets bundled with scikit-learn: always available, no network."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn import datasets as skd
+from sklearn.model_selection import train_test_split
+
+from .raw import RawData
+
+#: Fraction of the bundled data sets held out as the test split (seeded, class-stratified).
+TEST_FRACTION = 0.2
+#: The split of the bundled data sets does not depend on the experiment seed, so that every seed of
+#: an experiment attributes the same test points.
+SPLIT_SEED = 0
+
+
+def _split(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:
+    return train_test_split(x, y, test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=y)
+
+
+def fetch_digits() -> RawData:
+    """8x8 digit images as float (n, 1, 8, 8) with values 0..16; stratified 80/20 split."""
+    d = skd.load_digits()
+    x = d.images.astype(np.float32)[:, None]
+    xtr, xte, ytr, yte = _split(x, d.target.astype(np.int64))
+    return RawData(xtr, ytr, xte, yte, [str(c) for c in d.target_names],
+                   meta={"source": "sklearn.datasets.load_digits", "files": {},
+                         "split": f"stratified, test_size={TEST_FRACTION}, random_state={SPLIT_SEED}"})
+
+
+def fetch_breast_cancer() -> RawData:
+    """30 tabular features (n, 30); label 1 = benign, 0 = malignant; stratified 80/20 split."""
+    d = skd.load_breast_cancer()
+    xtr, xte, ytr, yte = _split(d.data.astype(np.float64), d.target.astype(np.int64))
+    return RawData(xtr, ytr, xte, yte, [str(c) for c in d.target_names],
+                   feature_names=[str(f) for f in d.feature_names],
+                   meta={"source": "sklearn.datasets.load_breast_cancer", "files": {},
+                         "split": f"stratified, test_size={TEST_FRACTION}, random_state={SPLIT_SEED}"})

@@ -1,0 +1,52 @@
+"""The data set registry: one entry per data set, with what `ggda.data.load` needs to know."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """Static description of a registered data set.
+
+    kind: "tabular" (feature vectors), "image" (channels-first arrays) or "text" (sentence pairs).
+    models: the model names of ``ggda.models`` this data set is used with in the paper's experiments.
+    bundled: True when the data ship with scikit-learn (always offline).
+    source: where the published files come from (human-readable).
+    """
+
+    name: str
+    kind: str
+    num_classes: int
+    models: tuple[str, ...]
+    bundled: bool
+    source: str
+
+
+REGISTRY: dict[str, DatasetInfo] = {
+    info.name: info
+    for info in [
+        DatasetInfo("digits", "image", 10, ("lr", "ann-s", "cnn"), True,
+                    "scikit-learn load_digits (UCI optical digits, 8x8, 1,797 images)"),
+        DatasetInfo("breast_cancer", "tabular", 2, ("lr", "ann-s"), True,
+                    "scikit-learn load_breast_cancer (Wisconsin diagnostic, 569 rows, 30 features)"),
+        DatasetInfo("heloc", "tabular", 2, ("lr", "ann-s", "ann-m"), False,
+                    "FICO HELOC as prepared by OpenXAI (Harvard Dataverse files 8550942, 8550943)"),
+        DatasetInfo("mnist", "image", 10, ("lr", "ann-m", "cnn"), False,
+                    "MNIST IDX files (torchvision mirrors), md5-checked"),
+        DatasetInfo("cifar10", "image", 10, ("resnet9",), False,
+                    "cifar-10-python.tar.gz (University of Toronto), md5-checked"),
+        DatasetInfo("qnli", "text", 2, ("bert",), False,
+                    "GLUE QNLIv2.zip (train.tsv as train, dev.tsv as test)"),
+    ]
+}
+
+
+def get_info(name: str) -> DatasetInfo:
+    """Return the registry entry of ``name``; raise ValueError listing the known names otherwise."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown dataset {name!r}: choose one of {', '.join(sorted(REGISTRY))}"
+        ) from None

@@ -1,0 +1,13 @@
+from pathlib import Path
+
+import pytest
+
+#: Real data files (MNIST IDX, QNLI dev split, CIFAR-10 sample) shipped beside the repository.
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data files not found at {SHARED_DATA}")
+    return SHARED_DATA
