@@ -1,9 +1,11 @@
+import os
 from pathlib import Path
 
 import pytest
 
 #: Real data files (MNIST IDX, QNLI dev split, CIFAR-10 sample) shipped beside the repository.
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+#: $GGDA_SHARED_DATA, else the shared/data folder kept beside the repository.
+SHARED_DATA = Path(os.environ.get("GGDA_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ of present files writes nothing there.
 from __future__ import annotations
 
 import io
+import os
 import pickle
 import tarfile
 from pathlib import Path
@@ -18,7 +19,8 @@ from ggda.data import sources
 from ggda.data.errors import FormatError
 from ggda.data.parsers import read_qnli
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# $GGDA_SHARED_DATA, else the shared/data folder kept beside the repository
+DATA = Path(os.environ.get("GGDA_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 MNIST = DATA / "mnist"
 QNLI_DEV = DATA / "qnli" / "dev.tsv"
 CIFAR_SAMPLE = DATA / "cifar10-sample" / "test20.npz"
@@ -29,7 +31,7 @@ MNIST_FILES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
 
 def need(path: Path) -> Path:
     if not path.exists():
-        pytest.skip(f"real data file {path} not found (shared/data is kept beside the repository)")
+        pytest.skip(f"real data file {path} not found (set GGDA_SHARED_DATA or keep shared/data beside the repository)")
     return path
 
 
