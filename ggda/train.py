@@ -299,11 +299,17 @@ def _fit_lbfgs(model, tensors, hp: HParams, k: int, dev) -> list[Checkpoint]:
     # The iteration count is unknown until convergence: keep every iterate, then pick K evenly spread.
     states = []
     it, converged = 0, False
+    last_loss, stalled = None, 0
     while it < hp.max_iter and not converged:
-        opt.step(closure)
+        loss = opt.step(closure).item()
         it += 1
         states.append(_cpu_state(model))
         converged = max(p.grad.abs().max().item() for p in params) <= hp.tol
+        # At the floating-point floor the line search stops moving: end there instead of spinning.
+        stalled = stalled + 1 if loss == last_loss else 0
+        last_loss = loss
+        if stalled >= 3:
+            break
     cks = [Checkpoint(m, m / it, hp.lr, states[m - 1]) for m in _checkpoint_marks(it, k)]
     closure()
     grad_max = max(p.grad.abs().max().item() for p in params)

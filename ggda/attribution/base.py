@@ -1,0 +1,130 @@
+"""What every attribution method returns, and the plumbing they share."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._io import atomic_path
+from ..grouping import Groups
+
+TIMING_KEYS = ("grouping_s", "train_gradients_s", "target_gradients_s", "solve_s", "scoring_s")
+
+
+@dataclass
+class Attribution:
+    """Scores of m targets against k groups of the n training points.
+
+    scores: float64 (m, k). Positive = group g helps target t. IF and TracIn: the predicted increase of
+        target t's loss if group g were removed from training (TracIn: its first-order proxy along
+        training); TRAK: the predicted decrease of target t's margin.
+    groups: the grouping of the training points (singleton groups for individual attribution).
+    timing: seconds: grouping_s (features included), train_gradients_s, target_gradients_s, solve_s
+        (Hessian or kernel build and solve), scoring_s, gradients_s (train + target), total_s (all).
+    """
+
+    method: str
+    scores: np.ndarray
+    groups: Groups
+    timing: dict[str, float] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def individual(self) -> bool:
+        return self.groups.k == self.groups.n
+
+    def point_scores(self) -> np.ndarray:
+        """(m, n): each training point gets its group's score divided by the group's size."""
+        return self.groups.point_scores(self.scores)
+
+    def group_importance(self) -> np.ndarray:
+        """(k,): each group's score summed over the targets."""
+        return self.scores.sum(axis=0)
+
+    def importance(self) -> np.ndarray:
+        """(n,): each point's importance for the whole target set (its group's per-member share, summed
+        over targets). Higher = removing it raises the targets' loss more."""
+        return (self.group_importance() / self.groups.sizes)[self.groups.labels]
+
+    def save(self, path) -> None:
+        """Write scores, group labels, timing and options to an ``.npz`` file, atomically."""
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, scores=self.scores, labels=self.groups.labels,
+                     meta=np.array(json.dumps({"method": self.method, "timing": self.timing,
+                                               "options": self.options, "grouping": self.groups.method,
+                                               "group_size": self.groups.group_size}, default=str)))
+
+    @classmethod
+    def load(cls, path) -> Attribution:
+        with np.load(path) as z:
+            meta = json.loads(str(z["meta"]))
+            groups = Groups.from_labels(z["labels"], method=meta["grouping"])
+            return cls(meta["method"], z["scores"], groups, meta["timing"], meta["options"])
+
+
+class Timer:
+    """Accumulates wall seconds per key; synchronises CUDA so that GPU work is counted where it ran."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.seconds: dict[str, float] = {k: 0.0 for k in TIMING_KEYS}
+
+    @contextlib.contextmanager
+    def __call__(self, key: str) -> Iterator[None]:
+        self._sync()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._sync()
+            self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - start
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def finish(self, grouping_s: float) -> dict[str, float]:
+        out = dict(self.seconds, grouping_s=float(grouping_s))
+        out["gradients_s"] = out["train_gradients_s"] + out["target_gradients_s"]
+        out["total_s"] = sum(out[k] for k in TIMING_KEYS)
+        return out
+
+
+def timed(iterable, timer: Timer, key: str):
+    """Yield from ``iterable``, adding the time spent producing each item to ``timer[key]``."""
+    it = iter(iterable)
+    while True:
+        with timer(key):
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+        yield item
+
+
+def as_tensors(data: Any, what: str) -> tuple[torch.Tensor, ...]:
+    """The (inputs..., labels) tensors of a TensorDataset, a DataBundle (its training split for
+    ``what == 'train'``, its test split otherwise) or a tuple of tensors."""
+    if hasattr(data, "train") and hasattr(data, "test"):
+        data = data.train if what == "train" else data.test
+    if hasattr(data, "tensors"):
+        return tuple(data.tensors)
+    if isinstance(data, (tuple, list)) and all(isinstance(t, torch.Tensor) for t in data):
+        return tuple(data)
+    raise TypeError(f"{what} must be a TensorDataset, a DataBundle or a tuple of tensors, got {type(data).__name__}")
+
+
+def resolve_groups(groups: Groups | None, n: int) -> Groups:
+    """Singleton groups when None; otherwise check the grouping covers the n training points."""
+    if groups is None:
+        return Groups.from_labels(np.arange(n), method="individual")
+    if groups.n != n:
+        raise ValueError(f"groups cover {groups.n} points but the training data has {n}")
+    return groups

@@ -1,0 +1,169 @@
+"""Influence functions, individual and group (DESIGN.md section 4).
+
+score(z, G) = grad L(z)^T H^-1 (g_G - |G| g_bar), with
+  H     = sum_i hess loss_i(theta) + n (weight_decay + damping) I   (the sum-form Hessian of the
+          training objective J = mean loss + weight_decay/2 |theta|^2, damped),
+  g_G   = sum_{i in G} grad loss_i(theta)                              (a group gradient),
+  g_bar = (1/n) sum_i grad loss_i(theta)  (= -weight_decay theta at the optimum; ``centre=False`` drops it).
+It predicts the increase of the target's loss when G is removed and the model retrained on the mean
+loss of the n - |G| kept points. Solvers: "exact" (Hessian by vectorised Hessian-vector products,
+Cholesky) up to ``exact_max_params`` parameters, else "cg" (conjugate gradients on Hessian-vector
+products over the training data). ``params="last"`` restricts everything to the last layer.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.func import functional_call, grad, jvp, vmap
+from tqdm.auto import tqdm
+
+from ..gradients import GradientEngine, per_sample_output, select_parameters
+from ..train import resolve_device
+from .base import Attribution, Timer, as_tensors, resolve_groups, timed
+
+log = logging.getLogger(__name__)
+
+#: Parameter count up to which solver="auto" forms the exact Hessian (float64, p x p).
+EXACT_MAX_PARAMS = 5000
+
+
+def _loss_fn(engine: GradientEngine):
+    """Summed training loss as a function of the flat selected-parameter vector."""
+    shapes = [engine.selected[n].shape for n in engine.names]
+    sizes = [math.prod(s) for s in shapes]
+
+    def f(flat: torch.Tensor, xs, y) -> torch.Tensor:
+        parts = torch.split(flat, sizes)
+        sel = {n: t.reshape(s) for n, t, s in zip(engine.names, parts, shapes)}
+        logits = functional_call(engine.model, (sel, engine.frozen), tuple(xs))
+        return per_sample_output(logits, y, "loss").sum()
+
+    return f
+
+
+def _batches(engine: GradientEngine, tensors, batch_size: int):
+    n = len(tensors[0])
+    for lo in range(0, n, batch_size):
+        yield engine._inputs(tensors, torch.arange(lo, min(lo + batch_size, n)))
+
+
+def hessian_vector_products(engine: GradientEngine, tensors, vectors: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """(r, p) -> (r, p): rows times the summed-loss Hessian over the training data (no regulariser)."""
+    f = _loss_fn(engine)
+    theta = torch.cat([engine.selected[n].reshape(-1) for n in engine.names])
+    out = torch.zeros_like(vectors)
+    for xs, y in _batches(engine, tensors, batch_size):
+        gf = grad(lambda t: f(t, xs, y))
+        hvp = vmap(lambda v: jvp(gf, (theta,), (v,))[1])
+        out += hvp(vectors)
+    return out
+
+
+def exact_hessian(engine: GradientEngine, tensors, batch_size: int = 512, col_chunk: int = 256,
+                  progress: bool = False) -> torch.Tensor:
+    """The (p, p) Hessian of the summed training loss, by chunks of Hessian-vector products."""
+    p = engine.dim
+    eye = torch.eye(p, dtype=engine.dtype, device=engine.device)
+    cols = []
+    with torch.no_grad():
+        for lo in tqdm(range(0, p, col_chunk), desc="hessian", disable=not progress, leave=False):
+            with torch.enable_grad():
+                cols.append(hessian_vector_products(engine, tensors, eye[lo:lo + col_chunk], batch_size))
+    h = torch.cat(cols)
+    return 0.5 * (h + h.T)  # symmetric up to rounding
+
+
+def conjugate_gradients(matvec, b: torch.Tensor, tol: float, max_iter: int) -> tuple[torch.Tensor, int]:
+    """Solve A x = b for each row of b (r, p) with A symmetric positive definite given by ``matvec``."""
+    x = torch.zeros_like(b)
+    r = b.clone()
+    d = r.clone()
+    rs = (r * r).sum(1)
+    b_norm = b.norm(dim=1).clamp_min(1e-30)
+    for it in range(1, max_iter + 1):
+        ad = matvec(d)
+        curv = (d * ad).sum(1)
+        if (curv <= 0).any():
+            raise ValueError("conjugate gradients met non-positive curvature: the damped Hessian is not "
+                             "positive definite; increase damping")
+        alpha = rs / curv
+        x += alpha[:, None] * d
+        r -= alpha[:, None] * ad
+        rs_new = (r * r).sum(1)
+        if (rs_new.sqrt() / b_norm).max() <= tol:
+            return x, it
+        d = r + (rs_new / rs)[:, None] * d
+        rs = rs_new
+    log.warning("conjugate gradients did not reach tol=%.1e in %d iterations (relative residual %.2e)",
+                tol, max_iter, (rs.sqrt() / b_norm).max().item())
+    return x, max_iter
+
+
+def default_damping(model_name: str) -> float:
+    """0 for the convex lr (its weight decay suffices), 0.1 otherwise: MLP Hessians have negative
+    eigenvalues, and 0.1 (not 0.01) was needed for exact and CG solutions to agree (DESIGN.md section 7)."""
+    return 0.0 if model_name == "lr" else 0.1
+
+
+def influence(run, train, targets, groups=None, *, damping: float | None = None, solver: str = "auto",
+              params: str | Sequence[str] = "all", centre: bool = True, exact_max_params: int = EXACT_MAX_PARAMS,
+              cg_tol: float = 1e-6, cg_max_iter: int = 200, batch_size: int = 256, device="auto",
+              progress: bool = True) -> Attribution:
+    """Influence-function scores (m targets x k groups) at the final model of ``run``.
+
+    damping: added to the weight decay in the mean-form objective's Hessian (so n * damping in the
+        sum-form one); None takes :func:`default_damping`.
+    solver: "auto" (exact up to ``exact_max_params`` selected parameters, else CG), "exact" or "cg".
+    centre: subtract |G| times the mean training gradient (retraining averages over the kept points).
+    """
+    if solver not in ("auto", "exact", "cg"):
+        raise ValueError(f"solver must be 'auto', 'exact' or 'cg', got {solver!r}")
+    dev = resolve_device(device)
+    timer = Timer(dev)
+    tr, te = as_tensors(train, "train"), as_tensors(targets, "targets")
+    n = len(tr[0])
+    groups = resolve_groups(groups, n)
+    damping = default_damping(run.model_name) if damping is None else float(damping)
+    if damping < 0:
+        raise ValueError(f"damping must be non-negative, got {damping}")
+    engine = GradientEngine(run.model, params, "loss", None, batch_size, dev)
+    p = engine.dim
+    if solver == "auto":
+        solver = "exact" if p <= exact_max_params else "cg"
+    ridge = n * (run.hparams.weight_decay + damping)
+
+    with timer("target_gradients_s"):
+        gz = engine.compute(te, progress=progress, desc="IF target gradients")
+    with timer("solve_s"):
+        if solver == "exact":
+            h = exact_hessian(engine, tr, batch_size=max(batch_size, 512), progress=progress)
+            h.diagonal().add_(ridge)
+            chol, info = torch.linalg.cholesky_ex(h)
+            if info.item() != 0:
+                raise ValueError(f"the damped Hessian is not positive definite (damping={damping}); "
+                                 "increase damping, e.g. damping=0.1")
+            s = torch.cholesky_solve(gz.T, chol).T  # (m, p)
+            iters = 0
+        else:
+            def matvec(v):
+                return hessian_vector_products(engine, tr, v, batch_size) + ridge * v
+            s, iters = conjugate_gradients(matvec, gz, cg_tol, cg_max_iter)
+    scores = torch.zeros(len(gz), groups.k, dtype=engine.dtype, device=dev)
+    total = torch.zeros(p, dtype=engine.dtype, device=dev)
+    blocks = engine.iter_groups(tr, groups.labels, progress=progress, desc="IF train gradients")
+    for ids, block in timed(blocks, timer, "train_gradients_s"):
+        with timer("scoring_s"):
+            scores[:, torch.from_numpy(ids).to(dev)] = s @ block.T
+            total += block.sum(0)
+    with timer("scoring_s"):
+        if centre:
+            sizes = torch.as_tensor(groups.sizes, dtype=engine.dtype, device=dev)
+            scores -= torch.outer(s @ (total / n), sizes)
+    opts = {"damping": damping, "solver": solver, "params": params if isinstance(params, str) else list(params),
+            "centre": centre, "num_params": p, "cg_iterations": iters, "weight_decay": run.hparams.weight_decay}
+    return Attribution("if", scores.cpu().double().numpy(), groups, timer.finish(groups.seconds), opts)

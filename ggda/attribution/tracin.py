@@ -1,0 +1,53 @@
+"""TracIn (TracInCP), individual and group: score(z, G) = sum_t eta_t grad L(z; theta_t) . g_G(theta_t),
+over the checkpoints theta_t recorded by training with their learning rates eta_t; g_G is the group
+gradient (sum of the members' loss gradients). Optionally both sides are randomly projected to d
+dimensions (the same seeded projection for targets and training points)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from ..gradients import GradientEngine, Projector, num_parameters
+from ..train import resolve_device
+from .base import Attribution, Timer, as_tensors, resolve_groups, timed
+
+
+def tracin(run, train, targets, groups=None, *, checkpoints: Sequence[int] | None = None,
+           proj_dim: int | None = None, proj_kind: str = "gaussian", proj_seed: int = 0,
+           params: str | Sequence[str] = "all", batch_size: int = 256, device="auto",
+           progress: bool = True) -> Attribution:
+    """TracIn scores (m targets x k groups).
+
+    checkpoints: indices into ``run.checkpoints`` (default: all).
+    proj_dim: project gradients to this many dimensions (None: exact dot products, streamed so that
+        no n x p matrix is held).
+    """
+    dev = resolve_device(device)
+    timer = Timer(dev)
+    tr, te = as_tensors(train, "train"), as_tensors(targets, "targets")
+    groups = resolve_groups(groups, len(tr[0]))
+    ck_ids = list(range(len(run.checkpoints))) if checkpoints is None else list(checkpoints)
+    if not ck_ids or any(not 0 <= i < len(run.checkpoints) for i in ck_ids):
+        raise ValueError(f"checkpoints must be indices in [0, {len(run.checkpoints)}), got {checkpoints!r}")
+    projector = None
+    if proj_dim is not None:
+        projector = Projector(num_parameters(run.model, params), proj_dim, proj_kind, proj_seed)
+    scores = None
+    for i in ck_ids:
+        ck = run.checkpoints[i]
+        engine = GradientEngine(run.model_at(i), params, "loss", projector, batch_size, dev)
+        with timer("target_gradients_s"):
+            gz = engine.compute(te, progress=progress, desc=f"TracIn targets ckpt {i}") * ck.lr
+        if scores is None:
+            scores = torch.zeros(len(gz), groups.k, dtype=engine.dtype, device=dev)
+        blocks = engine.iter_groups(tr, groups.labels, progress=progress, desc=f"TracIn train ckpt {i}")
+        for ids, block in timed(blocks, timer, "train_gradients_s"):
+            with timer("scoring_s"):
+                scores[:, torch.from_numpy(ids).to(dev)] += gz @ block.T
+    opts = {"checkpoints": ck_ids, "lrs": [run.checkpoints[i].lr for i in ck_ids], "proj_dim": proj_dim,
+            "proj_kind": proj_kind, "proj_seed": proj_seed,
+            "params": params if isinstance(params, str) else list(params)}
+    return Attribution("tracin", scores.cpu().double().numpy(), groups, timer.finish(groups.seconds), opts)

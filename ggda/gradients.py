@@ -1,0 +1,306 @@
+"""Per-sample and group gradients, seeded random projections, and an on-disk gradient store.
+
+One engine serves both: the gradient of the (weighted) summed output of each group's members,
+vectorised with ``torch.func.vmap`` over groups. Individual attribution is the case of singleton
+groups, i.e. vectorised per-sample gradients. Groups are never reduced from per-sample gradients:
+
+* groups of at most ``batch_size`` members are bucketed by size (padded to the next power of two,
+  padding weighted 0), and ``batch_size // size`` of them are differentiated in one vmapped call, so
+  small groups never cost one tiny backward pass each and padding wastes at most half the work;
+* larger groups are split into mini-batches whose gradients are accumulated.
+
+Outputs whose gradient is taken (per sample, before summing over a group's members):
+``"loss"`` = cross-entropy; ``"margin"`` = logit of the label minus logsumexp of the other logits
+(TRAK's output function, log(p / (1 - p))).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, grad, vmap
+from tqdm.auto import tqdm
+
+from ._io import atomic_path, save_json
+from .train import resolve_device
+
+log = logging.getLogger(__name__)
+
+OUTPUTS = ("loss", "margin")
+
+
+# ----------------------------------------------------------------------------------------- params
+def select_parameters(model: torch.nn.Module, params: str | Sequence[str] = "all") -> list[str]:
+    """Names of the parameters to differentiate.
+
+    params: "all" (every trainable parameter), "last" (the model's ``head``, its last linear layer), or
+        an explicit list of names from ``model.named_parameters()``.
+    """
+    named = dict(model.named_parameters())
+    if params == "all":
+        return [n for n, p in named.items() if p.requires_grad]
+    if params == "last":
+        head = {id(p) for p in model.head.parameters()}
+        return [n for n, p in named.items() if id(p) in head]
+    if isinstance(params, str):
+        raise ValueError(f"params must be 'all', 'last' or a list of parameter names, got {params!r}")
+    unknown = [n for n in params if n not in named]
+    if unknown:
+        raise ValueError(f"unknown parameter name(s) {unknown}; the model has {list(named)}")
+    return list(params)
+
+
+def num_parameters(model: torch.nn.Module, params: str | Sequence[str] = "all") -> int:
+    named = dict(model.named_parameters())
+    return sum(named[n].numel() for n in select_parameters(model, params))
+
+
+def per_sample_output(logits: torch.Tensor, y: torch.Tensor, output: str) -> torch.Tensor:
+    """The scalar output of each sample (B,): cross-entropy ("loss") or TRAK's margin ("margin")."""
+    if output == "loss":
+        return F.cross_entropy(logits, y, reduction="none")
+    if output == "margin":
+        correct = logits.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+        is_label = torch.arange(logits.shape[-1], device=logits.device) == y.unsqueeze(-1)  # vmap-safe one-hot
+        others = logits.masked_fill(is_label, float("-inf")).logsumexp(-1)
+        return correct - others
+    raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+
+
+# ------------------------------------------------------------------------------------- projection
+class Projector:
+    """A seeded random linear map R^p -> R^d, x -> x R / sqrt(d), so that E|xR/sqrt(d)|^2 = |x|^2.
+
+    kind: "gaussian" (N(0, 1) entries) or "rademacher" (+-1 entries).
+    R is generated in row blocks of ``block_rows``, each from its own seed derived from ``seed``, so the
+    result does not depend on batching. When p * d * 4 bytes exceed ``max_cached_bytes`` the whole
+    matrix is never held: each call regenerates it block by block (slower; use large batches).
+    """
+
+    def __init__(self, p: int, d: int, kind: str = "gaussian", seed: int = 0, block_rows: int = 8192,
+                 max_cached_bytes: int = 512 * 2**20):
+        if kind not in ("gaussian", "rademacher"):
+            raise ValueError(f"projection kind must be 'gaussian' or 'rademacher', got {kind!r}")
+        if d <= 0 or p <= 0:
+            raise ValueError(f"projection sizes must be positive, got p={p}, d={d}")
+        self.p, self.d, self.kind, self.seed, self.block_rows = p, d, kind, seed, block_rows
+        self.cache = p * d * 4 <= max_cached_bytes
+        self._matrix: torch.Tensor | None = None
+
+    def _block(self, b: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        rows = min(self.block_rows, self.p - b * self.block_rows)
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + b)
+        if self.kind == "gaussian":
+            m = torch.randn(rows, self.d, generator=gen)
+        else:
+            m = torch.randint(0, 2, (rows, self.d), generator=gen).float().mul_(2).sub_(1)
+        return m.to(device=device, dtype=dtype)
+
+    def matrix(self, dtype=torch.float32, device="cpu") -> torch.Tensor:
+        """The whole (p, d) matrix, unscaled (for tests and small p)."""
+        nb = math.ceil(self.p / self.block_rows)
+        return torch.cat([self._block(b, dtype, torch.device(device)) for b in range(nb)])
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Project (B, p) -> (B, d)."""
+        if x.shape[-1] != self.p:
+            raise ValueError(f"projector expects vectors of length {self.p}, got {x.shape[-1]}")
+        scale = 1.0 / math.sqrt(self.d)
+        if self.cache:
+            if self._matrix is None or self._matrix.dtype != x.dtype or self._matrix.device != x.device:
+                self._matrix = self.matrix(x.dtype, x.device)
+            return (x @ self._matrix).mul_(scale)
+        out = torch.zeros(x.shape[0], self.d, dtype=x.dtype, device=x.device)
+        for b in range(math.ceil(self.p / self.block_rows)):
+            lo = b * self.block_rows
+            out += x[:, lo:lo + self.block_rows] @ self._block(b, x.dtype, x.device)
+        return out.mul_(scale)
+
+    def describe(self) -> dict[str, Any]:
+        return {"p": self.p, "d": self.d, "kind": self.kind, "seed": self.seed, "block_rows": self.block_rows}
+
+
+# ------------------------------------------------------------------------------------------ engine
+def _plan(labels: np.ndarray, batch_size: int) -> tuple[list[np.ndarray], list[tuple[int, np.ndarray]]]:
+    """Split the groups into large ones (> batch_size members, accumulated over mini-batches) and
+    buckets of small ones: (padded size, group ids) with sizes in (padded/2, padded]."""
+    sizes = np.bincount(labels)
+    large = [g for g in np.flatnonzero(sizes > batch_size)]
+    small = np.flatnonzero((sizes > 0) & (sizes <= batch_size))
+    pads = 1 << np.ceil(np.log2(np.maximum(sizes[small], 1))).astype(np.int64)
+    buckets = [(int(p), small[pads == p]) for p in np.unique(pads)]
+    return large, buckets
+
+
+class GradientEngine:
+    """Vectorised gradients of a model's per-sample outputs summed over groups.
+
+    model: a ggda Classifier (evaluated in eval mode: no dropout, batch-norm running statistics).
+    params: see :func:`select_parameters`. output: "loss" or "margin".
+    projector: a :class:`Projector` applied to every gradient (None: the raw flattened gradient).
+    batch_size: the number of training points differentiated per vmapped call.
+    """
+
+    def __init__(self, model: torch.nn.Module, params: str | Sequence[str] = "all", output: str = "loss",
+                 projector: Projector | None = None, batch_size: int = 256, device: str | torch.device = "auto"):
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size!r}")
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.names = select_parameters(model, params)
+        named = dict(model.named_parameters())
+        self.dim = sum(named[n].numel() for n in self.names)
+        if projector is not None and projector.p != self.dim:
+            raise ValueError(f"projector maps {projector.p}-vectors but the selected parameters have {self.dim}")
+        self.projector = projector
+        self.output = output
+        self.batch_size = batch_size
+        self.dtype = next(model.parameters()).dtype
+        self.selected = {n: named[n].detach() for n in self.names}
+        self.frozen = {n: p.detach() for n, p in named.items() if n not in self.selected}
+        self.frozen.update(dict(model.named_buffers()))
+
+        def group_output(sel, inputs, y, w):  # inputs (s, ...), y (s,), w (s,) -> scalar
+            logits = functional_call(self.model, (sel, self.frozen), tuple(inputs))
+            return (w * per_sample_output(logits, y, output)).sum()
+
+        self._vgrad = vmap(grad(group_output), in_dims=(None, 0, 0, 0))
+        self._grad = grad(group_output)
+
+    @property
+    def out_dim(self) -> int:
+        return self.projector.d if self.projector is not None else self.dim
+
+    def _flat(self, grads: dict[str, torch.Tensor], lead: int) -> torch.Tensor:
+        flat = torch.cat([grads[n].reshape(lead, -1) for n in self.names], dim=1)
+        return self.projector(flat) if self.projector is not None else flat
+
+    def _inputs(self, tensors: Sequence[torch.Tensor], idx: torch.Tensor):
+        *xs, y = (t[idx] for t in tensors)
+        xs = [x.to(self.device, dtype=self.dtype) if x.is_floating_point() else x.to(self.device) for x in xs]
+        return xs, y.to(self.device)
+
+    def iter_groups(self, tensors: Sequence[torch.Tensor], labels: np.ndarray | None = None,
+                    weights: torch.Tensor | None = None, progress: bool = False,
+                    desc: str = "gradients") -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+        """Yield (group ids (g,), gradients (g, out_dim)) covering every group once.
+
+        tensors: the dataset's tensors (inputs..., labels), n rows. labels: group id of each row, (n,)
+        in [0, k); None for per-sample gradients (group i = row i). weights: (n,) multiplier of each
+        sample's output (None: 1).
+        """
+        n = len(tensors[0])
+        labels = np.arange(n) if labels is None else np.asarray(labels, dtype=np.int64)
+        if labels.shape != (n,):
+            raise ValueError(f"labels must have shape ({n},), got {labels.shape}")
+        w_all = (torch.ones(n, dtype=self.dtype) if weights is None else torch.as_tensor(weights).to(self.dtype))
+        order = np.argsort(labels, kind="stable")
+        sizes = np.bincount(labels)
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        large, buckets = _plan(labels, self.batch_size)
+        bar = tqdm(total=n, desc=desc, unit="pt", disable=not progress, leave=False)
+        with torch.no_grad():
+            for g in large:
+                members = order[starts[g]:starts[g + 1]]
+                acc = None
+                for lo in range(0, len(members), self.batch_size):
+                    idx = torch.from_numpy(members[lo:lo + self.batch_size])
+                    xs, y = self._inputs(tensors, idx)
+                    with torch.enable_grad():
+                        gr = self._grad(self.selected, xs, y, w_all[idx].to(self.device))
+                    flat = torch.cat([gr[nm].reshape(1, -1) for nm in self.names], dim=1)
+                    acc = flat if acc is None else acc + flat
+                    bar.update(len(idx))
+                out = self.projector(acc) if self.projector is not None else acc
+                yield np.array([g]), out
+            for pad, groups in buckets:
+                per_call = max(1, self.batch_size // pad)
+                for lo in range(0, len(groups), per_call):
+                    chunk = groups[lo:lo + per_call]
+                    idx = np.empty((len(chunk), pad), dtype=np.int64)
+                    mask = np.zeros((len(chunk), pad), dtype=bool)
+                    for r, g in enumerate(chunk):
+                        members = order[starts[g]:starts[g + 1]]
+                        idx[r, :len(members)] = members
+                        idx[r, len(members):] = members[0]  # padding repeats a member, weighted 0
+                        mask[r, :len(members)] = True
+                    flat_idx = torch.from_numpy(idx.reshape(-1))
+                    xs, y = self._inputs(tensors, flat_idx)
+                    xs = [x.reshape(len(chunk), pad, *x.shape[1:]) for x in xs]
+                    y = y.reshape(len(chunk), pad)
+                    w = (w_all[flat_idx].reshape(len(chunk), pad) * torch.from_numpy(mask)).to(self.device)
+                    with torch.enable_grad():
+                        gr = self._vgrad(self.selected, xs, y, w)
+                    yield chunk, self._flat(gr, len(chunk))
+                    bar.update(int(mask.sum()))
+        bar.close()
+
+    def compute(self, tensors: Sequence[torch.Tensor], labels: np.ndarray | None = None,
+                weights: torch.Tensor | None = None, progress: bool = False, desc: str = "gradients") -> torch.Tensor:
+        """All group gradients as one (k, out_dim) tensor, rows in group order (per-sample when labels is None)."""
+        k = len(tensors[0]) if labels is None else int(np.max(labels)) + 1
+        out = torch.zeros(k, self.out_dim, dtype=self.dtype, device=self.device)
+        for ids, block in self.iter_groups(tensors, labels, weights, progress, desc):
+            out[torch.from_numpy(ids).to(self.device)] = block
+        return out
+
+
+def sample_gradients(model, tensors, params="all", output="loss", projector=None, batch_size=256,
+                     device="auto", progress=False) -> torch.Tensor:
+    """Per-sample gradients (n, p), or projected (n, d), vectorised with torch.func."""
+    return GradientEngine(model, params, output, projector, batch_size, device).compute(tensors, None, None, progress)
+
+
+def group_gradients(model, tensors, labels, params="all", output="loss", projector=None, weights=None,
+                    batch_size=256, device="auto", progress=False) -> torch.Tensor:
+    """Group gradients g_G = sum_{i in G} w_i grad output(z_i), (k, p) or projected (k, d)."""
+    return GradientEngine(model, params, output, projector, batch_size, device).compute(tensors, labels, weights,
+                                                                                     progress)
+
+
+# ----------------------------------------------------------------------------------------- storage
+class GradientStore:
+    """Gradient matrices on disk as float32 ``.npy`` files, opened memory-mapped, keyed by a dict
+    (checkpoint, grouping, projection, output, ...). Written atomically; a key's JSON sits beside it."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    @staticmethod
+    def key(**parts: Any) -> str:
+        text = json.dumps(parts, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def path(self, **parts: Any) -> Path:
+        return self.root / f"{self.key(**parts)}.npy"
+
+    def get(self, **parts: Any) -> np.ndarray | None:
+        path = self.path(**parts)
+        return np.load(path, mmap_mode="r") if path.is_file() else None
+
+    def put(self, array: torch.Tensor | np.ndarray, **parts: Any) -> np.ndarray:
+        path = self.path(**parts)
+        data = array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
+        with atomic_path(path) as tmp:
+            mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=data.shape)
+            mm[:] = data
+            mm.flush()
+            del mm
+        save_json(parts, path.with_suffix(".json"))
+        return np.load(path, mmap_mode="r")
+
+    def get_or_compute(self, compute: Callable[[], torch.Tensor], **parts: Any) -> np.ndarray:
+        found = self.get(**parts)
+        return found if found is not None else self.put(compute(), **parts)
