@@ -157,3 +157,28 @@ def test_groups_must_cover_training_data(digits, runs):
     groups = grouping.Groups.from_labels(np.arange(10))
     with pytest.raises(ValueError, match="groups cover 10 points"):
         attribute("tracin", runs["lr"], digits.train, digits.test, groups, progress=False)
+
+
+def test_gauss_newton_equals_hessian_for_logistic_regression(digits, runs):
+    from ggda.attribution.influence import curvature_matrix
+    from ggda.gradients import GradientEngine
+
+    engine = GradientEngine(runs["lr"].model, "all", "loss", device="cpu")
+    small = tuple(t[:200] for t in digits.train.tensors)
+    gn = curvature_matrix(engine, small, "gauss-newton")
+    h = curvature_matrix(engine, small, "hessian")
+    assert gn.shape == (650, 650)
+    torch.testing.assert_close(gn, h, rtol=1e-8, atol=1e-10)
+    # and on a network the Gauss-Newton matrix is positive semi-definite where the Hessian is not
+    net = GradientEngine(runs["ann-s"].model, "all", "loss", device="cpu")
+    tiny = tuple(t[:64] for t in digits.train.tensors)
+    assert torch.linalg.eigvalsh(curvature_matrix(net, tiny, "gauss-newton").double()).min() > -1e-4
+
+
+def test_influence_works_beyond_convex_models(digits):
+    """CG path on a model past the exact threshold (cnn), with the default Gauss-Newton curvature."""
+    run = train.fit("cnn", digits, {"epochs": 2}, progress=False)
+    targets = torch.utils.data.TensorDataset(*(t[:5] for t in digits.test.tensors))
+    groups = grouping.make("grad-kmeans", run, digits, 64, seed=0)
+    a = attribute("if", run, digits.train, targets, groups, exact_max_params=1000, progress=False)
+    assert a.options["solver"] == "cg" and np.isfinite(a.scores).all() and a.scores.shape == (5, groups.k)

@@ -2,7 +2,8 @@
 
 score(z, G) = grad L(z)^T H^-1 (g_G - |G| g_bar), with
   H     = sum_i hess loss_i(theta) + n (weight_decay + damping) I   (the sum-form Hessian of the
-          training objective J = mean loss + weight_decay/2 |theta|^2, damped),
+          training objective J = mean loss + weight_decay/2 |theta|^2, damped; by default the
+          Gauss-Newton part of hess loss_i, which is positive semi-definite and exact for lr),
   g_G   = sum_{i in G} grad loss_i(theta)                              (a group gradient),
   g_bar = (1/n) sum_i grad loss_i(theta)  (= -weight_decay theta at the optimum; ``centre=False`` drops it).
 It predicts the increase of the target's loss when G is removed and the model retrained on the mean
@@ -19,7 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch.func import functional_call, grad, jvp, vmap
+from torch.func import functional_call, grad, jvp, vjp, vmap
 from tqdm.auto import tqdm
 
 from ..gradients import GradientEngine, per_sample_output, select_parameters
@@ -32,16 +33,14 @@ log = logging.getLogger(__name__)
 EXACT_MAX_PARAMS = 5000
 
 
-def _loss_fn(engine: GradientEngine):
-    """Summed training loss as a function of the flat selected-parameter vector."""
+def _logits_fn(engine: GradientEngine):
+    """Logits as a function of the flat selected-parameter vector."""
     shapes = [engine.selected[n].shape for n in engine.names]
     sizes = [math.prod(s) for s in shapes]
 
-    def f(flat: torch.Tensor, xs, y) -> torch.Tensor:
-        parts = torch.split(flat, sizes)
-        sel = {n: t.reshape(s) for n, t, s in zip(engine.names, parts, shapes)}
-        logits = functional_call(engine.model, (sel, engine.frozen), tuple(xs))
-        return per_sample_output(logits, y, "loss").sum()
+    def f(flat: torch.Tensor, xs) -> torch.Tensor:
+        sel = {n: t.reshape(s) for n, t, s in zip(engine.names, torch.split(flat, sizes), shapes)}
+        return functional_call(engine.model, (sel, engine.frozen), tuple(xs))
 
     return f
 
@@ -52,28 +51,46 @@ def _batches(engine: GradientEngine, tensors, batch_size: int):
         yield engine._inputs(tensors, torch.arange(lo, min(lo + batch_size, n)))
 
 
-def hessian_vector_products(engine: GradientEngine, tensors, vectors: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """(r, p) -> (r, p): rows times the summed-loss Hessian over the training data (no regulariser)."""
-    f = _loss_fn(engine)
+def curvature_vector_products(engine: GradientEngine, tensors, vectors: torch.Tensor, batch_size: int,
+                              curvature: str = "gauss-newton") -> torch.Tensor:
+    """(r, p) -> (r, p): each row times the curvature of the summed training loss (no regulariser).
+
+    curvature: "hessian" (the exact Hessian, by forward-over-reverse differentiation) or "gauss-newton"
+        (J^T H_out J with H_out = diag(p) - p p^T the Hessian of cross-entropy in the logits: positive
+        semi-definite, and equal to the Hessian for logistic regression).
+    """
+    logits_fn = _logits_fn(engine)
     theta = torch.cat([engine.selected[n].reshape(-1) for n in engine.names])
     out = torch.zeros_like(vectors)
     for xs, y in _batches(engine, tensors, batch_size):
-        gf = grad(lambda t: f(t, xs, y))
-        hvp = vmap(lambda v: jvp(gf, (theta,), (v,))[1])
-        out += hvp(vectors)
+        if curvature == "hessian":
+            gf = grad(lambda t: per_sample_output(logits_fn(t, xs), y, "loss").sum())
+            out += vmap(lambda v: jvp(gf, (theta,), (v,))[1])(vectors)
+        else:
+            f = lambda t: logits_fn(t, xs)  # noqa: E731
+            logits, pullback = vjp(f, theta)
+            prob = logits.softmax(-1).detach()
+
+            def gnvp(v):
+                jv = jvp(f, (theta,), (v,))[1]
+                return pullback(prob * jv - prob * (prob * jv).sum(-1, keepdim=True))[0]
+
+            out += vmap(gnvp)(vectors)
     return out
 
 
-def exact_hessian(engine: GradientEngine, tensors, batch_size: int = 512, col_chunk: int = 256,
-                  progress: bool = False) -> torch.Tensor:
-    """The (p, p) Hessian of the summed training loss, by chunks of Hessian-vector products."""
+def curvature_matrix(engine: GradientEngine, tensors, curvature: str = "gauss-newton", batch_size: int = 512,
+                     col_chunk: int = 256, progress: bool = False) -> torch.Tensor:
+    """The (p, p) curvature (see :func:`curvature_vector_products`) of the summed training loss, by
+    chunks of curvature-vector products with the identity's columns."""
     p = engine.dim
     eye = torch.eye(p, dtype=engine.dtype, device=engine.device)
     cols = []
     with torch.no_grad():
         for lo in tqdm(range(0, p, col_chunk), desc="hessian", disable=not progress, leave=False):
             with torch.enable_grad():
-                cols.append(hessian_vector_products(engine, tensors, eye[lo:lo + col_chunk], batch_size))
+                cols.append(curvature_vector_products(engine, tensors, eye[lo:lo + col_chunk], batch_size,
+                                                      curvature))
     h = torch.cat(cols)
     return 0.5 * (h + h.T)  # symmetric up to rounding
 
@@ -111,6 +128,7 @@ def default_damping(model_name: str) -> float:
 
 
 def influence(run, train, targets, groups=None, *, damping: float | None = None, solver: str = "auto",
+              curvature: str = "gauss-newton",
               params: str | Sequence[str] = "all", centre: bool = True, exact_max_params: int = EXACT_MAX_PARAMS,
               cg_tol: float = 1e-6, cg_max_iter: int = 200, batch_size: int = 256, device="auto",
               progress: bool = True) -> Attribution:
@@ -119,10 +137,14 @@ def influence(run, train, targets, groups=None, *, damping: float | None = None,
     damping: added to the weight decay in the mean-form objective's Hessian (so n * damping in the
         sum-form one); None takes :func:`default_damping`.
     solver: "auto" (exact up to ``exact_max_params`` selected parameters, else CG), "exact" or "cg".
+    curvature: "gauss-newton" (default: positive semi-definite, so damping keeps the system solvable on
+        non-convex models; equal to the Hessian for lr) or "hessian" (exact second derivatives).
     centre: subtract |G| times the mean training gradient (retraining averages over the kept points).
     """
     if solver not in ("auto", "exact", "cg"):
         raise ValueError(f"solver must be 'auto', 'exact' or 'cg', got {solver!r}")
+    if curvature not in ("gauss-newton", "hessian"):
+        raise ValueError(f"curvature must be 'gauss-newton' or 'hessian', got {curvature!r}")
     dev = resolve_device(device)
     timer = Timer(dev)
     tr, te = as_tensors(train, "train"), as_tensors(targets, "targets")
@@ -141,7 +163,7 @@ def influence(run, train, targets, groups=None, *, damping: float | None = None,
         gz = engine.compute(te, progress=progress, desc="IF target gradients")
     with timer("solve_s"):
         if solver == "exact":
-            h = exact_hessian(engine, tr, batch_size=max(batch_size, 512), progress=progress)
+            h = curvature_matrix(engine, tr, curvature, batch_size=max(batch_size, 512), progress=progress)
             h.diagonal().add_(ridge)
             chol, info = torch.linalg.cholesky_ex(h)
             if info.item() != 0:
@@ -151,7 +173,7 @@ def influence(run, train, targets, groups=None, *, damping: float | None = None,
             iters = 0
         else:
             def matvec(v):
-                return hessian_vector_products(engine, tr, v, batch_size) + ridge * v
+                return curvature_vector_products(engine, tr, v, batch_size, curvature) + ridge * v
             s, iters = conjugate_gradients(matvec, gz, cg_tol, cg_max_iter)
     scores = torch.zeros(len(gz), groups.k, dtype=engine.dtype, device=dev)
     total = torch.zeros(p, dtype=engine.dtype, device=dev)
@@ -165,5 +187,5 @@ def influence(run, train, targets, groups=None, *, damping: float | None = None,
             sizes = torch.as_tensor(groups.sizes, dtype=engine.dtype, device=dev)
             scores -= torch.outer(s @ (total / n), sizes)
     opts = {"damping": damping, "solver": solver, "params": params if isinstance(params, str) else list(params),
-            "centre": centre, "num_params": p, "cg_iterations": iters, "weight_decay": run.hparams.weight_decay}
+            "centre": centre, "curvature": curvature, "num_params": p, "cg_iterations": iters, "weight_decay": run.hparams.weight_decay}
     return Attribution("if", scores.cpu().double().numpy(), groups, timer.finish(groups.seconds), opts)
