@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import time
 from collections.abc import Iterator
@@ -128,3 +129,40 @@ def resolve_groups(groups: Groups | None, n: int) -> Groups:
     if groups.n != n:
         raise ValueError(f"groups cover {groups.n} points but the training data has {n}")
     return groups
+
+
+def fingerprint(*items: Any) -> str:
+    """A short sha256 of tensors, arrays, state dicts (by sorted key) and JSON-able values."""
+    h = hashlib.sha256()
+
+    def feed(obj: Any) -> None:
+        if isinstance(obj, torch.Tensor):
+            h.update(str((obj.dtype, tuple(obj.shape))).encode())
+            h.update(obj.detach().cpu().contiguous().numpy().tobytes())
+        elif isinstance(obj, np.ndarray):
+            h.update(str((obj.dtype, obj.shape)).encode())
+            h.update(np.ascontiguousarray(obj).tobytes())
+        elif isinstance(obj, dict):
+            for key in sorted(obj):
+                h.update(str(key).encode())
+                feed(obj[key])
+        elif isinstance(obj, (list, tuple)):
+            for o in obj:
+                feed(o)
+        else:
+            h.update(json.dumps(obj, sort_keys=True, default=str).encode())
+
+    for item in items:
+        feed(item)
+    return h.hexdigest()[:16]
+
+
+def cached_train_features(engine, tensors, labels: np.ndarray, store, state: dict, progress: bool,
+                          desc: str) -> torch.Tensor:
+    """The projected (k, d) training-side group features, computed or read from ``store`` (a
+    GradientStore) under a key made of the parameters, the data, the grouping, the projection and the
+    output. The value is always the one read back from the store, so reuse gives identical scores."""
+    key = {"parameters": fingerprint(state), "data": fingerprint(list(tensors)), "groups": fingerprint(labels),
+           "projection": engine.projector.describe(), "params": engine.names, "output": engine.output}
+    found = store.get_or_compute(lambda: engine.compute(tensors, labels, progress=progress, desc=desc), **key)
+    return torch.from_numpy(np.array(found)).to(engine.device, engine.dtype)

@@ -5,25 +5,28 @@ dimensions (the same seeded projection for targets and training points)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from ..gradients import GradientEngine, Projector, num_parameters
+from ..gradients import GradientEngine, GradientStore, Projector, num_parameters
 from ..train import resolve_device
-from .base import Attribution, Timer, as_tensors, resolve_groups, timed
+from .base import Attribution, Timer, as_tensors, cached_train_features, resolve_groups, timed
 
 
 def tracin(run, train, targets, groups=None, *, checkpoints: Sequence[int] | None = None,
            proj_dim: int | None = None, proj_kind: str = "gaussian", proj_seed: int = 0,
-           params: str | Sequence[str] = "all", batch_size: int = 256, device="auto",
+           params: str | Sequence[str] = "all", store=None, batch_size: int = 256, device="auto",
            progress: bool = True) -> Attribution:
     """TracIn scores (m targets x k groups).
 
     checkpoints: indices into ``run.checkpoints`` (default: all).
     proj_dim: project gradients to this many dimensions (None: exact dot products, streamed so that
         no n x p matrix is held).
+    store: a ggda.gradients.GradientStore (or a folder) where the projected training-side features of
+        each checkpoint are kept and reused by later calls (needs proj_dim).
     """
     dev = resolve_device(device)
     timer = Timer(dev)
@@ -32,6 +35,9 @@ def tracin(run, train, targets, groups=None, *, checkpoints: Sequence[int] | Non
     ck_ids = list(range(len(run.checkpoints))) if checkpoints is None else list(checkpoints)
     if not ck_ids or any(not 0 <= i < len(run.checkpoints) for i in ck_ids):
         raise ValueError(f"checkpoints must be indices in [0, {len(run.checkpoints)}), got {checkpoints!r}")
+    if store is not None and proj_dim is None:
+        raise ValueError("store needs proj_dim: only projected features are kept on disk")
+    store = GradientStore(store) if isinstance(store, (str, os.PathLike)) else store
     projector = None
     if proj_dim is not None:
         projector = Projector(num_parameters(run.model, params), proj_dim, proj_kind, proj_seed)
@@ -43,6 +49,13 @@ def tracin(run, train, targets, groups=None, *, checkpoints: Sequence[int] | Non
             gz = engine.compute(te, progress=progress, desc=f"TracIn targets ckpt {i}") * ck.lr
         if scores is None:
             scores = torch.zeros(len(gz), groups.k, dtype=engine.dtype, device=dev)
+        if store is not None:
+            with timer("train_gradients_s"):
+                features = cached_train_features(engine, tr, groups.labels, store, ck.state_dict, progress,
+                                                 f"TracIn train ckpt {i}")
+            with timer("scoring_s"):
+                scores += gz @ features.T
+            continue
         blocks = engine.iter_groups(tr, groups.labels, progress=progress, desc=f"TracIn train ckpt {i}")
         for ids, block in timed(blocks, timer, "train_gradients_s"):
             with timer("scoring_s"):

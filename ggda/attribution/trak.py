@@ -15,14 +15,15 @@ Damping: K + damping * (trace K / d) I (relative to the mean eigenvalue); the so
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from ..gradients import GradientEngine, Projector, num_parameters
+from ..gradients import GradientEngine, GradientStore, Projector, num_parameters
 from ..train import resolve_device
-from .base import Attribution, Timer, as_tensors, resolve_groups
+from .base import Attribution, Timer, as_tensors, cached_train_features, resolve_groups
 
 
 @torch.no_grad()
@@ -40,11 +41,13 @@ def correct_class_probability(model, tensors, batch_size: int, device) -> torch.
 
 
 def trak(runs, train, targets, groups=None, *, proj_dim: int = 256, proj_kind: str = "gaussian",
-         proj_seed: int = 0, damping: float = 1e-6, params: str | Sequence[str] = "all",
+         proj_seed: int = 0, damping: float = 1e-6, params: str | Sequence[str] = "all", store=None,
          batch_size: int = 256, device="auto", progress: bool = True) -> Attribution:
     """TRAK scores (m targets x k groups), averaged over the ensemble ``runs`` (a TrainRun or a list of
     independently trained TrainRuns; their final models are used). Model j uses projection seed
-    ``proj_seed + j``."""
+    ``proj_seed + j``. store: a ggda.gradients.GradientStore (or a folder) keeping each model's
+    projected training-side features for reuse by later calls (e.g. new targets)."""
+    store = GradientStore(store) if isinstance(store, (str, os.PathLike)) else store
     runs = list(runs) if isinstance(runs, (list, tuple)) else [runs]
     if not runs:
         raise ValueError("trak needs at least one trained model")
@@ -62,7 +65,12 @@ def trak(runs, train, targets, groups=None, *, proj_dim: int = 256, proj_kind: s
         projector = Projector(num_parameters(run.model, params), proj_dim, proj_kind, proj_seed + j)
         engine = GradientEngine(run.model, params, "margin", projector, batch_size, dev)
         with timer("train_gradients_s"):
-            phi = engine.compute(tr, groups.labels, progress=progress, desc=f"TRAK train model {j}").double()
+            if store is None:
+                phi = engine.compute(tr, groups.labels, progress=progress, desc=f"TRAK train model {j}")
+            else:
+                phi = cached_train_features(engine, tr, groups.labels, store, run.model.state_dict(), progress,
+                                            f"TRAK train model {j}")
+            phi = phi.double()
             q = 1.0 - correct_class_probability(engine.model, tr, 1024, dev).double()
             q_sum += torch.zeros_like(q_sum).index_add_(0, labels, q) / sizes
         with timer("target_gradients_s"):
