@@ -13,3 +13,19 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data files not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """The bundled digits data set, loaded once (tests must not modify it)."""
+    import ggda.data
+
+    return ggda.data.load("digits")
+
+
+@pytest.fixture(scope="session")
+def cancer():
+    """The bundled breast_cancer data set, loaded once (tests must not modify it)."""
+    import ggda.data
+
+    return ggda.data.load("breast_cancer")

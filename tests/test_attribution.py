@@ -5,19 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-import ggda.data as gdata
 from ggda import grouping, train
 from ggda.attribution import Attribution, attribute
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return gdata.load("digits")
-
-
-@pytest.fixture(scope="module")
-def cancer():
-    return gdata.load("breast_cancer")
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 import ggda.data as gdata
 from ggda import grouping, train

@@ -10,19 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
-import ggda.data as gdata
 from ggda import grouping, train
 from ggda.grouping import Groups
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return gdata.load("digits")
-
-
-@pytest.fixture(scope="module")
-def cancer():
-    return gdata.load("breast_cancer")
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import ggda.data as gdata
 from ggda import models
 
 IMAGE_META = {"kind": "image", "input_shape": [1, 8, 8], "num_classes": 10}

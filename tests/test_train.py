@@ -6,19 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-import ggda.data as gdata
 from ggda import train
 from ggda.hparams import HParams, default_hparams
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return gdata.load("digits")
-
-
-@pytest.fixture(scope="module")
-def cancer():
-    return gdata.load("breast_cancer")
 
 
 def _params(run):

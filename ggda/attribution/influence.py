@@ -18,12 +18,11 @@ import logging
 import math
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from torch.func import functional_call, grad, jvp, vjp, vmap
 from tqdm.auto import tqdm
 
-from ..gradients import GradientEngine, per_sample_output, select_parameters
+from ..gradients import GradientEngine, per_sample_output
 from ..train import resolve_device
 from .base import Attribution, Timer, as_tensors, resolve_groups, timed
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 
 from ..gradients import GradientEngine, GradientStore, Projector, num_parameters
