@@ -126,6 +126,54 @@ def default_damping(model_name: str) -> float:
     return 0.0 if model_name == "lr" else 0.1
 
 
+class InverseCurvature:
+    """Applies (H + n (weight_decay + damping) I)^-1 to rows of vectors, H the curvature of the summed
+    training loss at ``engine``'s parameters (see :func:`influence` for the options).
+
+    ``solve(b)``: (r, p) -> (r, p). The exact solver factorises once (Cholesky) on construction;
+    CG runs per call. ``iterations`` counts CG iterations of the last call (0 for exact).
+    """
+
+    def __init__(self, run, engine: GradientEngine, tensors, *, damping: float | None = None, solver: str = "auto",
+                 curvature: str = "gauss-newton", exact_max_params: int = EXACT_MAX_PARAMS, cg_tol: float = 1e-6,
+                 cg_max_iter: int = 200, batch_size: int = 256, progress: bool = False):
+        if solver not in ("auto", "exact", "cg"):
+            raise ValueError(f"solver must be 'auto', 'exact' or 'cg', got {solver!r}")
+        if curvature not in ("gauss-newton", "hessian"):
+            raise ValueError(f"curvature must be 'gauss-newton' or 'hessian', got {curvature!r}")
+        self.damping = default_damping(run.model_name) if damping is None else float(damping)
+        if self.damping < 0:
+            raise ValueError(f"damping must be non-negative, got {self.damping}")
+        self.engine, self.tensors, self.curvature = engine, tensors, curvature
+        self.solver = ("exact" if engine.dim <= exact_max_params else "cg") if solver == "auto" else solver
+        self.ridge = len(tensors[0]) * (run.hparams.weight_decay + self.damping)
+        self.cg_tol, self.cg_max_iter, self.batch_size = cg_tol, cg_max_iter, batch_size
+        self.iterations = 0
+        self._chol = None
+        if self.solver == "exact":
+            h = curvature_matrix(engine, tensors, curvature, batch_size=max(batch_size, 512), progress=progress)
+            h.diagonal().add_(self.ridge)
+            chol, info = torch.linalg.cholesky_ex(h)
+            if info.item() != 0:
+                raise ValueError(f"the damped Hessian is not positive definite (damping={self.damping}); "
+                                 "increase damping, e.g. damping=0.1")
+            self._chol = chol
+
+    def _matvec(self, v: torch.Tensor) -> torch.Tensor:
+        return curvature_vector_products(self.engine, self.tensors, v, self.batch_size, self.curvature) + self.ridge * v
+
+    def solve(self, b: torch.Tensor) -> torch.Tensor:
+        if self._chol is not None:
+            return torch.cholesky_solve(b.T, self._chol).T
+        with torch.enable_grad():  # callers may be inside the gradient engine's no_grad blocks
+            x, self.iterations = conjugate_gradients(self._matvec, b, self.cg_tol, self.cg_max_iter)
+        return x.detach()
+
+    def describe(self) -> dict:
+        return {"damping": self.damping, "solver": self.solver, "curvature": self.curvature,
+                "num_params": self.engine.dim, "cg_iterations": self.iterations}
+
+
 def influence(run, train, targets, groups=None, *, damping: float | None = None, solver: str = "auto",
               curvature: str = "gauss-newton",
               params: str | Sequence[str] = "all", centre: bool = True, exact_max_params: int = EXACT_MAX_PARAMS,
@@ -140,42 +188,22 @@ def influence(run, train, targets, groups=None, *, damping: float | None = None,
         non-convex models; equal to the Hessian for lr) or "hessian" (exact second derivatives).
     centre: subtract |G| times the mean training gradient (retraining averages over the kept points).
     """
-    if solver not in ("auto", "exact", "cg"):
-        raise ValueError(f"solver must be 'auto', 'exact' or 'cg', got {solver!r}")
-    if curvature not in ("gauss-newton", "hessian"):
-        raise ValueError(f"curvature must be 'gauss-newton' or 'hessian', got {curvature!r}")
     dev = resolve_device(device)
     timer = Timer(dev)
     tr, te = as_tensors(train, "train"), as_tensors(targets, "targets")
     n = len(tr[0])
     groups = resolve_groups(groups, n)
-    damping = default_damping(run.model_name) if damping is None else float(damping)
-    if damping < 0:
-        raise ValueError(f"damping must be non-negative, got {damping}")
     engine = GradientEngine(run.model, params, "loss", None, batch_size, dev)
-    p = engine.dim
-    if solver == "auto":
-        solver = "exact" if p <= exact_max_params else "cg"
-    ridge = n * (run.hparams.weight_decay + damping)
-
+    with timer("solve_s"):
+        inverse = InverseCurvature(run, engine, tr, damping=damping, solver=solver, curvature=curvature,
+                                   exact_max_params=exact_max_params, cg_tol=cg_tol, cg_max_iter=cg_max_iter,
+                                   batch_size=batch_size, progress=progress)
     with timer("target_gradients_s"):
         gz = engine.compute(te, progress=progress, desc="IF target gradients")
     with timer("solve_s"):
-        if solver == "exact":
-            h = curvature_matrix(engine, tr, curvature, batch_size=max(batch_size, 512), progress=progress)
-            h.diagonal().add_(ridge)
-            chol, info = torch.linalg.cholesky_ex(h)
-            if info.item() != 0:
-                raise ValueError(f"the damped Hessian is not positive definite (damping={damping}); "
-                                 "increase damping, e.g. damping=0.1")
-            s = torch.cholesky_solve(gz.T, chol).T  # (m, p)
-            iters = 0
-        else:
-            def matvec(v):
-                return curvature_vector_products(engine, tr, v, batch_size, curvature) + ridge * v
-            s, iters = conjugate_gradients(matvec, gz, cg_tol, cg_max_iter)
+        s = inverse.solve(gz)  # (m, p)
     scores = torch.zeros(len(gz), groups.k, dtype=engine.dtype, device=dev)
-    total = torch.zeros(p, dtype=engine.dtype, device=dev)
+    total = torch.zeros(engine.dim, dtype=engine.dtype, device=dev)
     blocks = engine.iter_groups(tr, groups.labels, progress=progress, desc="IF train gradients")
     for ids, block in timed(blocks, timer, "train_gradients_s"):
         with timer("scoring_s"):
@@ -185,6 +213,6 @@ def influence(run, train, targets, groups=None, *, damping: float | None = None,
         if centre:
             sizes = torch.as_tensor(groups.sizes, dtype=engine.dtype, device=dev)
             scores -= torch.outer(s @ (total / n), sizes)
-    opts = {"damping": damping, "solver": solver, "params": params if isinstance(params, str) else list(params),
-            "centre": centre, "curvature": curvature, "num_params": p, "cg_iterations": iters, "weight_decay": run.hparams.weight_decay}
+    opts = {**inverse.describe(), "params": params if isinstance(params, str) else list(params),
+            "centre": centre, "weight_decay": run.hparams.weight_decay}
     return Attribution("if", scores.cpu().double().numpy(), groups, timer.finish(groups.seconds), opts)

@@ -39,6 +39,32 @@ def correct_class_probability(model, tensors, batch_size: int, device) -> torch.
     return torch.cat(out)
 
 
+def model_features(run, j: int, tensors, groups, *, proj_dim: int, proj_kind: str, proj_seed: int, params,
+                   store, batch_size: int, device: torch.device, progress: bool):
+    """Model j of the ensemble: its gradient engine, the group features phi_G (k, d) float64 and the
+    group Q (k,) = mean of the members' 1 - p(y)."""
+    projector = Projector(num_parameters(run.model, params), proj_dim, proj_kind, proj_seed + j)
+    engine = GradientEngine(run.model, params, "margin", projector, batch_size, device)
+    if store is None:
+        phi = engine.compute(tensors, groups.labels, progress=progress, desc=f"TRAK train model {j}")
+    else:
+        phi = cached_train_features(engine, tensors, groups.labels, store, run.model.state_dict(), progress,
+                                    f"TRAK train model {j}")
+    q = 1.0 - correct_class_probability(engine.model, tensors, 1024, device).double()
+    labels = torch.as_tensor(groups.labels, device=device)
+    sizes = torch.as_tensor(groups.sizes, dtype=torch.float64, device=device)
+    q_group = torch.zeros(groups.k, dtype=torch.float64, device=device).index_add_(0, labels, q) / sizes
+    return engine, phi.double(), q_group
+
+
+def kernel_solve(phi: torch.Tensor, sizes: torch.Tensor, damping: float, rhs: torch.Tensor) -> torch.Tensor:
+    """rows of ``rhs`` (r, d) times K^-1, K = sum_G phi_G phi_G^T / |G| + damping * mean(diag K) I."""
+    scaled = phi / sizes.sqrt()[:, None]
+    kernel = scaled.T @ scaled
+    kernel.diagonal().add_(damping * kernel.diagonal().mean())
+    return torch.linalg.solve(kernel, rhs.T).T
+
+
 def trak(runs, train, targets, groups=None, *, proj_dim: int = 256, proj_kind: str = "gaussian",
          proj_seed: int = 0, damping: float = 1e-6, params: str | Sequence[str] = "all", store=None,
          batch_size: int = 256, device="auto", progress: bool = True) -> Attribution:
@@ -57,28 +83,18 @@ def trak(runs, train, targets, groups=None, *, proj_dim: int = 256, proj_kind: s
     tr, te = as_tensors(train, "train"), as_tensors(targets, "targets")
     groups = resolve_groups(groups, len(tr[0]))
     sizes = torch.as_tensor(groups.sizes, dtype=torch.float64, device=dev)
-    labels = torch.as_tensor(groups.labels, device=dev)
     score_sum = torch.zeros(len(te[0]), groups.k, dtype=torch.float64, device=dev)
     q_sum = torch.zeros(groups.k, dtype=torch.float64, device=dev)
     for j, run in enumerate(runs):
-        projector = Projector(num_parameters(run.model, params), proj_dim, proj_kind, proj_seed + j)
-        engine = GradientEngine(run.model, params, "margin", projector, batch_size, dev)
         with timer("train_gradients_s"):
-            if store is None:
-                phi = engine.compute(tr, groups.labels, progress=progress, desc=f"TRAK train model {j}")
-            else:
-                phi = cached_train_features(engine, tr, groups.labels, store, run.model.state_dict(), progress,
-                                            f"TRAK train model {j}")
-            phi = phi.double()
-            q = 1.0 - correct_class_probability(engine.model, tr, 1024, dev).double()
-            q_sum += torch.zeros_like(q_sum).index_add_(0, labels, q) / sizes
+            engine, phi, q_group = model_features(run, j, tr, groups, proj_dim=proj_dim, proj_kind=proj_kind,
+                                                  proj_seed=proj_seed, params=params, store=store,
+                                                  batch_size=batch_size, device=dev, progress=progress)
+            q_sum += q_group
         with timer("target_gradients_s"):
             phi_z = engine.compute(te, progress=progress, desc=f"TRAK targets model {j}").double()
         with timer("solve_s"):
-            scaled = phi / sizes.sqrt()[:, None]
-            kernel = scaled.T @ scaled
-            kernel.diagonal().add_(damping * kernel.diagonal().mean())
-            x = torch.linalg.solve(kernel, phi_z.T).T  # (m, d): phi_z^T K^-1
+            x = kernel_solve(phi, sizes, damping, phi_z)  # (m, d): phi_z^T K^-1
         with timer("scoring_s"):
             score_sum += x @ phi.T
     with timer("scoring_s"):
