@@ -37,6 +37,8 @@ from .train import resolve_device
 log = logging.getLogger(__name__)
 
 OUTPUTS = ("loss", "margin")
+#: Raw gradients held before one projection product (bytes): amortises reading the projection matrix.
+PROJECT_BUFFER_BYTES = 256 * 2**20
 
 
 # ----------------------------------------------------------------------------------------- params
@@ -184,8 +186,7 @@ class GradientEngine:
         return self.projector.d if self.projector is not None else self.dim
 
     def _flat(self, grads: dict[str, torch.Tensor], lead: int) -> torch.Tensor:
-        flat = torch.cat([grads[n].reshape(lead, -1) for n in self.names], dim=1)
-        return self.projector(flat) if self.projector is not None else flat
+        return torch.cat([grads[n].reshape(lead, -1) for n in self.names], dim=1)
 
     def _inputs(self, tensors: Sequence[torch.Tensor], idx: torch.Tensor):
         *xs, y = (t[idx] for t in tensors)
@@ -200,7 +201,28 @@ class GradientEngine:
         tensors: the dataset's tensors (inputs..., labels), n rows. labels: group id of each row, (n,)
         in [0, k); None for per-sample gradients (group i = row i). weights: (n,) multiplier of each
         sample's output (None: 1).
+
+        With a projector, raw gradients are buffered up to about ``PROJECT_BUFFER_BYTES`` and projected
+        in one product: projecting a few rows at a time would re-read the whole p x d matrix each time.
         """
+        raw = self._iter_raw(tensors, labels, weights, progress, desc)
+        if self.projector is None:
+            yield from raw
+            return
+        rows = max(32, PROJECT_BUFFER_BYTES // (4 * self.dim))
+        ids_buf, grads_buf, pending = [], [], 0
+        for ids, block in raw:
+            ids_buf.append(ids)
+            grads_buf.append(block)
+            pending += len(ids)
+            if pending >= rows:
+                yield np.concatenate(ids_buf), self.projector(torch.cat(grads_buf))
+                ids_buf, grads_buf, pending = [], [], 0
+        if pending:
+            yield np.concatenate(ids_buf), self.projector(torch.cat(grads_buf))
+
+    def _iter_raw(self, tensors, labels, weights, progress, desc) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+        """:meth:`iter_groups` before projection."""
         n = len(tensors[0])
         labels = np.arange(n) if labels is None else np.asarray(labels, dtype=np.int64)
         if labels.shape != (n,):
@@ -223,8 +245,7 @@ class GradientEngine:
                     flat = torch.cat([gr[nm].reshape(1, -1) for nm in self.names], dim=1)
                     acc = flat if acc is None else acc + flat
                     bar.update(len(idx))
-                out = self.projector(acc) if self.projector is not None else acc
-                yield np.array([g]), out
+                yield np.array([g]), acc
             for pad, groups in buckets:
                 per_call = max(1, self.batch_size // pad)
                 for lo in range(0, len(groups), per_call):

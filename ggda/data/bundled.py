@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn import datasets as skd
-from sklearn.model_selection import train_test_split
-
 from .raw import RawData
 
 #: Fraction of the bundled data sets held out as the test split (seeded, class-stratified).
@@ -16,12 +13,16 @@ SPLIT_SEED = 0
 
 
 def _split(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:
+    from sklearn.model_selection import train_test_split  # scikit-learn costs ~1 s to import: only when used
+
     return train_test_split(x, y, test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=y)
 
 
 def fetch_digits() -> RawData:
     """8x8 digit images as float (n, 1, 8, 8) with values 0..16; stratified 80/20 split."""
-    d = skd.load_digits()
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
     x = d.images.astype(np.float32)[:, None]
     xtr, xte, ytr, yte = _split(x, d.target.astype(np.int64))
     return RawData(xtr, ytr, xte, yte, [str(c) for c in d.target_names],
@@ -31,7 +32,9 @@ def fetch_digits() -> RawData:
 
 def fetch_breast_cancer() -> RawData:
     """30 tabular features (n, 30); label 1 = benign, 0 = malignant; stratified 80/20 split."""
-    d = skd.load_breast_cancer()
+    from sklearn.datasets import load_breast_cancer
+
+    d = load_breast_cancer()
     xtr, xte, ytr, yte = _split(d.data.astype(np.float64), d.target.astype(np.int64))
     return RawData(xtr, ytr, xte, yte, [str(c) for c in d.target_names],
                    feature_names=[str(f) for f in d.feature_names],

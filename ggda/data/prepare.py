@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 
 def stratified_subset(y: np.ndarray, n: int | None, seed: int, arg: str = "n") -> np.ndarray:
@@ -17,6 +16,8 @@ def stratified_subset(y: np.ndarray, n: int | None, seed: int, arg: str = "n") -
     if n < len(classes):
         raise ValueError(f"{arg}={n} is smaller than the number of classes ({len(classes)}); "
                          "a stratified subset needs at least one point per class")
+    from sklearn.model_selection import train_test_split  # imported when needed: ~1 s per process
+
     idx, _ = train_test_split(np.arange(total), train_size=n, random_state=seed, stratify=y)
     return np.sort(idx).astype(np.int64)
 

@@ -1,0 +1,355 @@
+"""The Snakemake workflow: DAG of the paper config, schema errors, and the smoke config end to end (killed
+half-way and restarted) with its rerun behaviour, report, notebook and a DVC round trip.
+
+The smoke run (config/smoke.yaml, about 2 minutes on 2 CPU cores) happens once, in a temporary copy of
+the repository, and every test of the second half reads that copy; dry runs change nothing in it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+#: What a copy of the repository needs for the workflow (ggda is imported from the copy: PYTHONPATH).
+COPY = ["workflow", "config", "ggda", "notebooks", "dvc.yaml", ".dvcignore", ".dvc"]
+
+
+def _env(**extra):
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(extra)
+    return env
+
+
+def snakemake(*args, cwd, check=True, timeout=600):
+    """Run snakemake in ``cwd``; returns the CompletedProcess (stdout and stderr merged)."""
+    proc = subprocess.run([*SNAKEMAKE, *args], cwd=cwd, env=_env(), capture_output=True, text=True,
+                          timeout=timeout)
+    proc.output = proc.stdout + proc.stderr
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.output[-6000:]}")
+    return proc
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """{rule: count} from a dry run's 'Job stats' table ({} when there is nothing to do)."""
+    if "Nothing to be done" in output:
+        return {}
+    block = output.split("Job stats:", 1)[1]
+    counts = {}
+    for line in block.splitlines()[3:]:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def planned_jobs(output: str) -> list[tuple[str, dict[str, str]]]:
+    """[(rule, wildcards)] of every job a dry run lists."""
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \S+:\n)", output):
+        m = re.match(r"(?:local)?rule (\S+):\n", block)
+        if not m:
+            continue
+        wc = re.search(r"^\s+wildcards: (.*)$", block, re.M)
+        wildcards = dict(kv.split("=", 1) for kv in wc.group(1).split(", ")) if wc else {}
+        jobs.append((m.group(1), wildcards))
+    return jobs
+
+
+def copy_repo(dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in COPY:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "tmp"))
+        elif src.exists():
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def write_config(folder: Path, name: str, base: str = "smoke.yaml", **changes) -> str:
+    """A copy of config/<base> with top-level sections updated, saved as config/<name>; returns its path."""
+    cfg = yaml.safe_load((folder / "config" / base).read_text())
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
+            cfg[key] = {**cfg[key], **value}
+        else:
+            cfg[key] = value
+    path = folder / "config" / name
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return str(path.relative_to(folder))
+
+
+# --------------------------------------------------------------------------------------------- no data
+
+
+def test_paper_config_builds_the_dag_without_data(tmp_path):
+    out = snakemake("-n", "--configfile", str(REPO / "config" / "paper.yaml"), "--directory", str(tmp_path),
+                    cwd=REPO).output
+    counts = job_counts(out)
+    cfg = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    expected = 0
+    for d in cfg["datasets"]:
+        groupings = d.get("groupings", cfg["groupings"])
+        expected += len(d["models"]) * sum(len(g.get("sizes", [1])) for g in groupings)
+    assert counts["retrain"] == expected          # one retraining job per grouping and size
+    assert counts["attribute"] == expected
+    assert counts["data"] == len(cfg["datasets"]) + 2    # + the noisy and pruning views
+    assert counts["train"] == sum(len(d["models"]) for d in cfg["datasets"]) * cfg["train"]["ensemble"] \
+        + 2 * cfg["train"]["ensemble"]
+    assert counts["figure"] == len(cfg["datasets"]) + 4
+    assert not (tmp_path / "results").exists()
+
+
+BAD_CONFIGS = [
+    ({"retrain": {"seeds": 0}}, "retrain.seeds"),
+    ({"retrain": {"seeds": "three"}}, "retrain.seeds"),
+    ({"retrain": {"fractions": [0.1, 1.5]}}, "retrain.fractions[1]"),
+    ({"retrain": {"fractions": [0.0, 0.2]}}, "retrain.fractions[0]"),
+    ({"datasets": [{"name": "imagenet", "models": ["lr"]}]}, "datasets[0].name"),
+    ({"datasets": [{"name": "digits", "models": ["gpt"]}]}, "datasets[0].models[0]"),
+    ({"attribution": {"methods": ["if", "shapley"]}}, "attribution.methods[1]"),
+    ({"groupings": [{"method": "spectral", "sizes": [4]}]}, "groupings[0].method"),
+    ({"groupings": [{"method": "random", "sizes": [16, 0]}]}, "groupings[0].sizes[1]"),
+    ({"groupings": [{"method": "random", "sizes": [-4]}]}, "groupings[0].sizes[0]"),
+    ({"groupings": [{"method": "random"}]}, "groupings[0].sizes"),
+    ({"threads": 1.5}, "threads"),
+    ({"train": {"ensemble": 0}}, "train.ensemble"),
+    ({"pruning": {"fractions": [1.2]}}, "pruning.fractions[0]"),
+    ({"figures": {"removal": 0.3}}, "figures.removal"),
+    ({"retrian": {"seeds": 3}}, "retrian"),
+    ({"datasets": [{"name": "digits", "models": ["lr"], "hparams": {"lr": {"epochz": 3}}}]},
+     "datasets[0].hparams.lr.epochz"),
+    ({"attribution": {"targets": 0}}, "attribution.targets"),
+]
+
+
+@pytest.mark.parametrize("change,key", BAD_CONFIGS, ids=[k + f"-{i}" for i, (_, k) in enumerate(BAD_CONFIGS)])
+def test_schema_rejects_bad_config_naming_the_key(tmp_path, change, key):
+    cfg = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    for section, value in change.items():
+        cfg[section] = {**cfg[section], **value} if isinstance(value, dict) and section in cfg else value
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    proc = snakemake("-n", "--configfile", str(bad), "--directory", str(tmp_path / "run"), cwd=REPO, check=False)
+    assert proc.returncode != 0
+    assert f"Invalid config: key '{key}'" in proc.output, proc.output[-3000:]
+    assert proc.output.count("Invalid config") == 1
+    assert "Building DAG" not in proc.output          # rejected before any job is planned
+
+
+# --------------------------------------------------------------------------------------------- smoke run
+
+
+@pytest.fixture(scope="session")
+def smoke(tmp_path_factory):
+    """The smoke run in a copy of the repository: killed (SIGKILL, process group) once the first attribution
+    exists, then restarted (`snakemake --unlock`, then the same command) until complete."""
+    folder = copy_repo(tmp_path_factory.mktemp("smoke") / "repo")
+    cmd = [*SNAKEMAKE, "--configfile", "config/smoke.yaml"]
+    proc = subprocess.Popen(cmd, cwd=folder, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    first = folder / "results/breast_cancer/lr/attr/tracin"
+    deadline = time.time() + 400
+    while time.time() < deadline and proc.poll() is None and not any(first.glob("*.npz")):
+        time.sleep(0.5)
+    killed_running = proc.poll() is None
+    if killed_running:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_at_kill = sorted(str(p.relative_to(folder)) for p in (folder / "results").rglob("*") if p.is_file())
+    snakemake("--unlock", "--configfile", "config/smoke.yaml", cwd=folder)
+    start = time.time()
+    restart = snakemake("--configfile", "config/smoke.yaml", cwd=folder)
+    return {"folder": folder, "killed_running": killed_running, "done_at_kill": done_at_kill,
+            "restart": restart, "restart_s": time.time() - start}
+
+
+def dry_run(smoke, *args, config="config/smoke.yaml"):
+    return snakemake("-n", "--configfile", config, *args, cwd=smoke["folder"]).output
+
+
+@pytest.mark.slow
+def test_smoke_run_killed_half_way_restarts_and_completes(smoke):
+    folder = smoke["folder"]
+    assert smoke["killed_running"], "the run finished before it could be killed"
+    assert any("/attr/" in p for p in smoke["done_at_kill"])
+    assert not any(p.startswith("results/tables") for p in smoke["done_at_kill"])
+    # no temporary or half-written file anywhere, and every table parses
+    assert not [p for p in (folder / "results").rglob(".*.tmp")]
+    for csv in (folder / "results").rglob("*.csv"):
+        assert len(pd.read_csv(csv)) > 0, csv
+    for js in (folder / "results").rglob("*.json"):
+        json.loads(js.read_text())
+
+
+@pytest.mark.slow
+def test_smoke_run_writes_every_table_and_figure(smoke):
+    folder = smoke["folder"]
+    tables = {p.stem: pd.read_csv(p) for p in (folder / "results/tables").glob("*.csv")}
+    assert set(tables) == {"retraining", "runtime", "training", "pruning", "noisy_labels", "noisy_retraining"}
+    ret = tables["retraining"]
+    assert set(ret["kind"]) == {"attribution", "random", "none"}
+    att = ret[ret["kind"] == "attribution"]
+    assert set(zip(att["grouping"], att["group_size"])) == {("individual", 1), ("grad-kmeans", 16)}
+    assert sorted(att["seed"].unique()) == [0, 1] and sorted(att["fraction"].unique()) == [0.1, 0.2]
+    rt = tables["runtime"]
+    for col in ("grouping_s", "train_gradients_s", "target_gradients_s", "scoring_s", "total_s",
+                "groups_k", "groups_min", "groups_median", "groups_max"):
+        assert rt[col].notna().all(), col
+    main = rt[rt["variant"] == "main"]     # speedup over individual attribution (none in the pruning runs)
+    assert main["speedup"].notna().all() and (main.loc[main["grouping"] == "individual", "speedup"] == 1).all()
+    assert (rt.loc[rt["grouping"] == "individual", "groups_max"] == 1).all()
+    assert tables["noisy_labels"]["auroc"].between(0, 1).all()
+    summary = json.loads((folder / "results/summary.json").read_text())
+    assert "breast_cancer/lr/tracin/grad-kmeans-16" in summary["retraining"]
+    for name in ("ablation-breast_cancer", "fidelity", "tradeoff", "pruning", "noisy-labels"):
+        assert (folder / f"results/figures/{name}.png").stat().st_size > 5000
+        prov = json.loads((folder / f"results/figures/{name}.provenance.json").read_text())
+        assert prov["config_hash"] and prov["inputs"] and prov["packages"]["torch"]
+        for table, digest in prov["inputs"].items():
+            assert len(digest) == 64 and table.startswith("results/tables/")
+
+
+@pytest.mark.slow
+def test_nothing_to_do_after_a_complete_run(smoke):
+    assert job_counts(dry_run(smoke)) == {}
+
+
+@pytest.mark.slow
+def test_changing_the_seed_count_reruns_only_retraining_aggregation_and_figures(smoke):
+    config = write_config(smoke["folder"], "seeds.yaml", retrain={"seeds": 3})
+    counts = job_counts(dry_run(smoke, config=config))
+    assert set(counts) == {"retrain", "baselines", "aggregate", "figure", "all"}
+    assert counts["retrain"] == 2 and counts["baselines"] == 1
+
+
+@pytest.mark.slow
+def test_changing_one_group_size_reruns_only_its_downstream_jobs(smoke):
+    config = write_config(smoke["folder"], "size.yaml",
+                          groupings=[{"method": "individual"}, {"method": "grad-kmeans", "sizes": [8]}])
+    out = dry_run(smoke, config=config)
+    jobs = planned_jobs(out)
+    rules = {rule for rule, _ in jobs}
+    assert rules == {"groups", "attribute", "retrain", "aggregate", "figure", "all"}, rules
+    for rule, wc in jobs:
+        if rule in ("groups", "attribute", "retrain"):
+            assert (wc["grouping"], wc["size"]) == ("grad-kmeans", "8"), (rule, wc)
+            assert "/" not in wc.get("variant", "")   # not the pruning or noisy-label experiments
+
+
+class edited:
+    """Append a comment to a source file (an edit Snakemake sees: newer and a different checksum), and put
+    the file back, bytes and times, afterwards."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self):
+        self.stat, self.text = self.path.stat(), self.path.read_bytes()
+        self.path.write_bytes(self.text + b"\n# edited by a test\n")
+        os.utime(self.path, (time.time() + 2, time.time() + 2))
+        return self.path
+
+    def __exit__(self, *exc):
+        self.path.write_bytes(self.text)
+        os.utime(self.path, ns=(self.stat.st_atime_ns, self.stat.st_mtime_ns))
+
+
+@pytest.mark.slow
+def test_editing_plots_reruns_only_the_figures(smoke):
+    with edited(smoke["folder"] / "ggda" / "plots.py"):
+        counts = job_counts(dry_run(smoke))
+    assert set(counts) == {"figure", "all"}
+    assert counts["figure"] == 5
+    assert job_counts(dry_run(smoke)) == {}       # back as it was
+
+
+@pytest.mark.slow
+def test_editing_grouping_reruns_grouping_and_what_follows_only(smoke):
+    with edited(smoke["folder"] / "ggda" / "grouping.py"):
+        counts = job_counts(dry_run(smoke))
+    assert {"groups", "attribute", "retrain", "aggregate", "figure"} <= set(counts)
+    assert not {"data", "train", "baselines"} & set(counts)
+
+
+@pytest.mark.slow
+def test_report_holds_every_figure(smoke):
+    snakemake("--configfile", "config/smoke.yaml", "--report", "report.html", cwd=smoke["folder"])
+    html = (smoke["folder"] / "report.html").read_text(errors="replace")
+    assert len(html) > 100_000
+    for name in ("ablation-breast_cancer", "fidelity", "tradeoff", "pruning", "noisy-labels"):
+        assert name in html
+    for caption in ("Grouping ablation on breast_cancer", "Fidelity across removal fractions",
+                    "Efficiency-fidelity trade-off", "Dataset pruning", "Noisy-label detection"):
+        assert caption in html
+
+
+@pytest.mark.slow
+def test_results_notebook_runs_on_the_smoke_output(smoke):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient", reason="needs the notebooks extra: pip install -e '.[notebooks]'")
+    notebooks = smoke["folder"] / "notebooks"
+    nb = nbformat.read(notebooks / "results.ipynb", as_version=4)
+    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(notebooks)}}).execute()
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 5
+
+
+@pytest.mark.slow
+def test_dvc_round_trip_restores_results_with_nothing_to_rerun(smoke, tmp_path):
+    """dvc commit + push to a local remote, then a fresh clone: dvc pull, snakemake --touch, snakemake -n."""
+    if shutil.which("git") is None:
+        pytest.skip("git not installed")
+    folder = smoke["folder"]
+    dvc = [sys.executable, "-m", "dvc"]
+    git_env = _env(GIT_AUTHOR_NAME="ci", GIT_AUTHOR_EMAIL="ci@example.invalid", GIT_COMMITTER_NAME="ci",
+                   GIT_COMMITTER_EMAIL="ci@example.invalid")
+
+    def run(cmd, cwd):
+        proc = subprocess.run(cmd, cwd=cwd, env=git_env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout}\n{proc.stderr}"
+        return proc.stdout
+
+    work = tmp_path / "work"
+    shutil.copytree(folder, work, symlinks=True, ignore=shutil.ignore_patterns(".snakemake", "logs", "report.html"))
+    (work / ".gitignore").write_text("/results\n/logs\n/.snakemake\n__pycache__/\n")
+    run(["git", "init", "-q"], work)
+    run([*dvc, "remote", "add", "-d", "store", str(tmp_path / "remote")], work)
+    run([*dvc, "commit", "-f", "-q", "workflow"], work)   # record the smoke outputs as the stage's outs
+    run([*dvc, "push", "-q"], work)
+    run(["git", "add", "-A"], work)
+    run(["git", "commit", "-q", "-m", "results"], work)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(work), str(clone)], tmp_path)
+    assert not (clone / "results").exists()
+    run([*dvc, "pull", "-q"], clone)
+    assert (clone / "results/tables/retraining.csv").read_bytes() == \
+        (folder / "results/tables/retraining.csv").read_bytes()
+    snakemake("--touch", "--configfile", "config/smoke.yaml", cwd=clone)
+    assert job_counts(snakemake("-n", "--configfile", "config/smoke.yaml", cwd=clone).output) == {}
+
+
+def test_profiles_name_existing_rules_and_the_main_command_settings():
+    rules = set(snakemake("--list-rules", cwd=REPO).output.split())
+    default = yaml.safe_load((REPO / "workflow/profiles/default/config.yaml").read_text())
+    assert default["cores"] == "all" and "gpu=1" in default["resources"] and default["rerun-incomplete"]
+    slurm = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
+    assert slurm["executor"] == "slurm" and "gpu=1" in slurm["config"]
+    assert set(slurm["set-resources"]) <= rules, set(slurm["set-resources"]) - rules

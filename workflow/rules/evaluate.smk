@@ -1,0 +1,139 @@
+# Evaluation (ggda.evaluation): one retraining job per grouping (data set x model x grouping x size) covers
+# the attributions of every method, all removal fractions and all seeds (see attribute.smk for why methods
+# share a job); the random and no-removal baselines are retrained once per data set x model in their own job.
+# Side experiments: dataset pruning and noisy-label detection (config keys pruning, noisy_labels).
+# The aggregation writes the tidy tables (results/tables/*.csv) and results/summary.json.
+
+
+MAIN_METHODS = config["attribution"]["methods"]
+
+
+rule retrain:
+    output:
+        [f"results/{{dataset}}/{{model}}/retrain/{m}/{{grouping}}-{{size}}.csv" for m in MAIN_METHODS],
+    input:
+        data=lambda wc: data_file(wc.dataset),
+        run=lambda wc: run_files(wc.dataset, wc.model, 0)[1],
+        scores=lambda wc: [attr_file(wc.dataset, wc.model, m, wc.grouping, wc.size) for m in MAIN_METHODS],
+        src=SRC_EVALUATE,
+    params:
+        methods=MAIN_METHODS,
+        retrain=retrain_params,
+        targets=target_params(""),
+        device=DEVICE,
+    log:
+        "logs/retrain/{dataset}/{model}/{grouping}-{size}.log",
+    benchmark:
+        "results/benchmarks/retrain/{dataset}/{model}/{grouping}-{size}.tsv"
+    threads: THREADS
+    resources:
+        gpu=GPU,
+    script:
+        "../scripts/retrain.py"
+
+
+rule baselines:
+    output:
+        "results/{dataset}/{model}/retrain/baselines.csv",
+    input:
+        data=lambda wc: data_file(wc.dataset),
+        run=lambda wc: run_files(wc.dataset, wc.model, 0)[1],
+        src=SRC_EVALUATE,
+    params:
+        retrain=retrain_params,
+        targets=target_params(""),
+        device=DEVICE,
+    log:
+        "logs/baselines/{dataset}/{model}.log",
+    benchmark:
+        "results/benchmarks/baselines/{dataset}/{model}.tsv"
+    threads: THREADS
+    resources:
+        gpu=GPU,
+    script:
+        "../scripts/baselines.py"
+
+
+if config["pruning"]["enabled"]:
+    PRUNING_METHODS = config["pruning"]["methods"]
+
+    rule prune:
+        output:
+            [f"results/{{dataset}}/{{model}}/pruning/prune/{m}/{{grouping}}-{{size}}.csv" for m in PRUNING_METHODS],
+        input:
+            data=lambda wc: data_file(wc.dataset, "pruning"),
+            run=lambda wc: run_files(wc.dataset, wc.model, 0, "pruning/")[1],
+            scores=lambda wc: [attr_file(wc.dataset, wc.model, m, wc.grouping, wc.size, "pruning/")
+                               for m in PRUNING_METHODS],
+            src=SRC_EVALUATE,
+        params:
+            methods=PRUNING_METHODS,
+            fractions=config["pruning"]["fractions"],
+            seeds=list(range(config["pruning"]["seeds"])),
+            tie_seed=config["retrain"]["tie_seed"],
+            device=DEVICE,
+        log:
+            "logs/prune/{dataset}/{model}/{grouping}-{size}.log",
+        benchmark:
+            "results/benchmarks/prune/{dataset}/{model}/{grouping}-{size}.tsv"
+        threads: THREADS
+        resources:
+            gpu=GPU,
+        script:
+            "../scripts/prune.py"
+
+
+if config["noisy_labels"]["enabled"]:
+    NOISY_METHODS = config["noisy_labels"]["methods"]
+    _NOISY = "results/{{dataset}}/{{model}}/noisy/detect/{m}/{{grouping}}-{{size}}"
+
+    rule noisy_labels:
+        output:
+            rows=[_NOISY.format(m=m) + ".csv" for m in NOISY_METHODS],
+            curve=[_NOISY.format(m=m) + ".curve.csv" for m in NOISY_METHODS],
+            info=[_NOISY.format(m=m) + ".json" for m in NOISY_METHODS],
+        input:
+            data=lambda wc: data_file(wc.dataset, "noisy"),
+            runs=lambda wc: [run_files(wc.dataset, wc.model, s, "noisy/")[1]
+                             for s in range(max(ensemble_size(m) for m in NOISY_METHODS))],
+            groups=lambda wc: groups_file(wc.dataset, wc.model, wc.grouping, wc.size, "noisy/"),
+            src=SRC_EVALUATE + SRC_ATTRIBUTE,
+        params:
+            methods=NOISY_METHODS,
+            options=lambda wc: {m: method_options(wc.dataset, wc.model, m) for m in NOISY_METHODS},
+            ensemble={m: ensemble_size(m) for m in NOISY_METHODS},
+            inspect=config["noisy_labels"]["inspect"],
+            remove_fraction=config["noisy_labels"]["remove"],
+            seeds=list(range(config["noisy_labels"]["seeds"])),
+            tie_seed=config["retrain"]["tie_seed"],
+            device=DEVICE,
+        log:
+            "logs/noisy_labels/{dataset}/{model}/{grouping}-{size}.log",
+        benchmark:
+            "results/benchmarks/noisy_labels/{dataset}/{model}/{grouping}-{size}.tsv"
+        threads: THREADS
+        resources:
+            gpu=GPU,
+        script:
+            "../scripts/noisy_labels.py"
+
+
+# ------------------------------------------------------------------------------------------ aggregation
+
+
+rule aggregate:
+    output:
+        tables=[f"results/tables/{t}.csv" for t in TABLES],
+        summary="results/summary.json",
+    input:
+        unpack(aggregate_inputs),
+    params:
+        removal=config["figures"]["removal"],
+        tables=TABLES,
+    log:
+        "logs/aggregate.log",
+    benchmark:
+        "results/benchmarks/aggregate.tsv"
+    threads: 1
+    script:
+        "../scripts/aggregate.py"

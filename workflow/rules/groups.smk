@@ -1,0 +1,21 @@
+# Grouping: one job per data set x model x grouping x group size. repr-kmeans and grad-kmeans need the
+# base model (seed 0); individual, random and kmeans do not, so retraining the model does not regroup them.
+
+
+rule groups:
+    output:
+        "results/{dataset}/{model}/{variant}groups/{grouping}-{size}.npz",
+    input:
+        unpack(groups_inputs),
+    params:
+        grouping=lambda wc: dict(config["grouping"]),
+        device=DEVICE,
+    log:
+        "logs/groups/{dataset}/{model}/{variant}{grouping}-{size}.log",
+    benchmark:
+        "results/benchmarks/groups/{dataset}/{model}/{variant}{grouping}-{size}.tsv"
+    threads: THREADS
+    resources:
+        gpu=lambda wc: GPU if wc.grouping in MODEL_GROUPINGS else 0,
+    script:
+        "../scripts/groups.py"

@@ -1,0 +1,28 @@
+"""Attribute the targets to the groups of training points with every configured method (ggda.attribute),
+each timed on its own, and save the scores and the timing of each."""
+
+import workflow_io as wio
+
+log = wio.setup(snakemake)
+
+import ggda  # noqa: E402
+from ggda.grouping import Groups  # noqa: E402
+
+p = snakemake.params
+data, extra = wio.load_bundle(snakemake.input.data)
+t = p.targets
+targets, _ = wio.target_subset(data.test if t["split"] == "test" else extra[t["split"]], t["m"], t["seed"])
+groups = Groups.load(snakemake.input.groups)
+runs = wio.load_runs(snakemake.input.runs)
+device = str(ggda.train.resolve_device(p.device))
+
+for method, scores_path, info_path in zip(p.methods, snakemake.output.scores, snakemake.output.info):
+    ensemble = runs[:p.ensemble[method]]
+    attr = ggda.attribute(method, ensemble if method == "trak" else ensemble[0], data.train, targets, groups,
+                          device=p.device, progress=False, **p.options[method])
+    log.info("%s on %s/%s, %r: timing %s", method, data.name, snakemake.wildcards.model, groups, attr.timing)
+    attr.save(scores_path)
+    wio.write_json({"method": method, "grouping": groups.method, "group_size": groups.group_size,
+                    "n_train": groups.n, "n_targets": len(targets), "target_split": t["split"],
+                    "sizes": groups.size_summary(), "timing": attr.timing, "options": attr.options,
+                    "ensemble": len(ensemble), "device": device}, info_path)
