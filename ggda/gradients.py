@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import os
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Callable
@@ -80,6 +81,11 @@ def per_sample_output(logits: torch.Tensor, y: torch.Tensor, output: str) -> tor
 
 
 # ------------------------------------------------------------------------------------- projection
+#: How many projection matrices (each at most ``max_cached_bytes``) the process keeps.
+MATRIX_CACHE_SIZE = 4
+_MATRICES: OrderedDict = OrderedDict()
+
+
 class Projector:
     """A seeded random linear map R^p -> R^d, x -> x R / sqrt(d), so that E|xR/sqrt(d)|^2 = |x|^2.
 
@@ -87,6 +93,8 @@ class Projector:
     R is generated in row blocks of ``block_rows``, each from its own seed derived from ``seed``, so the
     result does not depend on batching. When p * d * 4 bytes exceed ``max_cached_bytes`` the whole
     matrix is never held: each call regenerates it block by block (slower; use large batches).
+    Otherwise the matrix is generated once and kept, with the ``MATRIX_CACHE_SIZE`` most recently used
+    ones, for the life of the process.
     """
 
     def __init__(self, p: int, d: int, kind: str = "gaussian", seed: int = 0, block_rows: int = 8192,
@@ -97,7 +105,6 @@ class Projector:
             raise ValueError(f"projection sizes must be positive, got p={p}, d={d}")
         self.p, self.d, self.kind, self.seed, self.block_rows = p, d, kind, seed, block_rows
         self.cache = p * d * 4 <= max_cached_bytes
-        self._matrix: torch.Tensor | None = None
 
     def _block(self, b: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         rows = min(self.block_rows, self.p - b * self.block_rows)
@@ -107,6 +114,20 @@ class Projector:
         else:
             m = torch.randint(0, 2, (rows, self.d), generator=gen).float().mul_(2).sub_(1)
         return m.to(device=device, dtype=dtype)
+
+    def _cached_matrix(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        # Generating a large p x d matrix costs as much as projecting thousands of gradients: keep the
+        # most recent ones for the process, so repeated attributions (new targets, ensembles seen
+        # again, notebooks) do not pay it again.
+        key = (self.p, self.d, self.kind, self.seed, self.block_rows, dtype, str(device))
+        if key in _MATRICES:
+            _MATRICES.move_to_end(key)
+            return _MATRICES[key]
+        m = self.matrix(dtype, device)
+        _MATRICES[key] = m
+        while len(_MATRICES) > MATRIX_CACHE_SIZE:
+            _MATRICES.popitem(last=False)
+        return m
 
     def matrix(self, dtype=torch.float32, device="cpu") -> torch.Tensor:
         """The whole (p, d) matrix, unscaled (for tests and small p)."""
@@ -119,9 +140,7 @@ class Projector:
             raise ValueError(f"projector expects vectors of length {self.p}, got {x.shape[-1]}")
         scale = 1.0 / math.sqrt(self.d)
         if self.cache:
-            if self._matrix is None or self._matrix.dtype != x.dtype or self._matrix.device != x.device:
-                self._matrix = self.matrix(x.dtype, x.device)
-            return (x @ self._matrix).mul_(scale)
+            return (x @ self._cached_matrix(x.dtype, x.device)).mul_(scale)
         out = torch.zeros(x.shape[0], self.d, dtype=x.dtype, device=x.device)
         for b in range(math.ceil(self.p / self.block_rows)):
             lo = b * self.block_rows
