@@ -7,12 +7,10 @@ read tensors instead of parsing (and possibly downloading) the published files a
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -44,19 +42,11 @@ def setup(snakemake, torch_threads: bool = True) -> logging.Logger:
     return log
 
 
-@contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path beside ``path``; renamed to ``path`` on success, removed on error."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """ggda's atomic output (temporary name, then rename), imported only once logging is set up."""
+    from ggda._io import atomic_path as _atomic_path
+
+    return _atomic_path(path)
 
 
 def write_json(obj: Any, path: str | os.PathLike) -> None:
