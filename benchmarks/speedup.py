@@ -16,6 +16,7 @@ Writes a CSV (``--out``) and prints a table.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import platform
@@ -115,10 +116,8 @@ def main(argv=None) -> pd.DataFrame:
         torch.set_num_threads(args.threads)
 
     # mnist: the first n training images in file order (the shared files hold exactly the first 10,000)
-    data = ggda.data.load(args.dataset, root=args.root, download=args.root is None,
-                          n_train=None if args.dataset == "mnist" else None)
+    data = ggda.data.load(args.dataset, root=args.root, download=args.root is None)
     if args.n_train < len(data.train):
-        import dataclasses
         keep = torch.arange(args.n_train)
         data = dataclasses.replace(data, train=torch.utils.data.TensorDataset(*(t[keep] for t in data.train.tensors)))
     targets = torch.utils.data.TensorDataset(*(t[: args.targets] for t in data.test.tensors))

@@ -15,6 +15,21 @@ from ..train import resolve_device
 from .base import Attribution, Timer, as_tensors, cached_train_features, resolve_groups, timed
 
 
+def checkpoint_ids(run, checkpoints: Sequence[int] | None) -> list[int]:
+    """The checkpoint indices to use (default: all), checked against ``run.checkpoints``."""
+    ids = list(range(len(run.checkpoints))) if checkpoints is None else list(checkpoints)
+    if not ids or any(not 0 <= i < len(run.checkpoints) for i in ids):
+        raise ValueError(f"checkpoints must be indices in [0, {len(run.checkpoints)}), got {checkpoints!r}")
+    return ids
+
+
+def make_projector(model, params, proj_dim: int | None, proj_kind: str, proj_seed: int) -> Projector | None:
+    """The projection of the selected parameters' gradients to ``proj_dim`` dimensions (None: none)."""
+    if proj_dim is None:
+        return None
+    return Projector(num_parameters(model, params), proj_dim, proj_kind, proj_seed)
+
+
 def tracin(run, train, targets, groups=None, *, checkpoints: Sequence[int] | None = None,
            proj_dim: int | None = None, proj_kind: str = "gaussian", proj_seed: int = 0,
            params: str | Sequence[str] = "all", store=None, batch_size: int = 256, device="auto",
@@ -31,15 +46,11 @@ def tracin(run, train, targets, groups=None, *, checkpoints: Sequence[int] | Non
     timer = Timer(dev)
     tr, te = as_tensors(train, "train"), as_tensors(targets, "targets")
     groups = resolve_groups(groups, len(tr[0]))
-    ck_ids = list(range(len(run.checkpoints))) if checkpoints is None else list(checkpoints)
-    if not ck_ids or any(not 0 <= i < len(run.checkpoints) for i in ck_ids):
-        raise ValueError(f"checkpoints must be indices in [0, {len(run.checkpoints)}), got {checkpoints!r}")
+    ck_ids = checkpoint_ids(run, checkpoints)
     if store is not None and proj_dim is None:
         raise ValueError("store needs proj_dim: only projected features are kept on disk")
     store = GradientStore(store) if isinstance(store, (str, os.PathLike)) else store
-    projector = None
-    if proj_dim is not None:
-        projector = Projector(num_parameters(run.model, params), proj_dim, proj_kind, proj_seed)
+    projector = make_projector(run.model, params, proj_dim, proj_kind, proj_seed)
     scores = None
     for i in ck_ids:
         ck = run.checkpoints[i]

@@ -39,6 +39,16 @@ def correct_class_probability(model, tensors, batch_size: int, device) -> torch.
     return torch.cat(out)
 
 
+def ensemble(runs, damping: float) -> list:
+    """The ensemble as a non-empty list of runs (one run or a list of them); checks the damping."""
+    runs = list(runs) if isinstance(runs, (list, tuple)) else [runs]
+    if not runs:
+        raise ValueError("trak needs at least one trained model")
+    if damping < 0:
+        raise ValueError(f"damping must be non-negative, got {damping}")
+    return runs
+
+
 def model_features(run, j: int, tensors, groups, *, proj_dim: int, proj_kind: str, proj_seed: int, params,
                    store, batch_size: int, device: torch.device, progress: bool):
     """Model j of the ensemble: its gradient engine, the group features phi_G (k, d) float64 and the
@@ -73,11 +83,7 @@ def trak(runs, train, targets, groups=None, *, proj_dim: int = 256, proj_kind: s
     ``proj_seed + j``. store: a ggda.gradients.GradientStore (or a folder) keeping each model's
     projected training-side features for reuse by later calls (e.g. new targets)."""
     store = GradientStore(store) if isinstance(store, (str, os.PathLike)) else store
-    runs = list(runs) if isinstance(runs, (list, tuple)) else [runs]
-    if not runs:
-        raise ValueError("trak needs at least one trained model")
-    if damping < 0:
-        raise ValueError(f"damping must be non-negative, got {damping}")
+    runs = ensemble(runs, damping)
     dev = resolve_device(device)
     timer = Timer(dev)
     tr, te = as_tensors(train, "train"), as_tensors(targets, "targets")

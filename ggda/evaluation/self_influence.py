@@ -41,8 +41,9 @@ import torch
 
 from ..attribution.base import Timer, as_tensors, resolve_groups, timed
 from ..attribution.influence import InverseCurvature
-from ..attribution.trak import kernel_solve, model_features
-from ..gradients import GradientEngine, Projector, num_parameters
+from ..attribution.tracin import checkpoint_ids, make_projector
+from ..attribution.trak import ensemble, kernel_solve, model_features
+from ..gradients import GradientEngine
 from ..grouping import Groups
 from ..train import resolve_device
 
@@ -120,12 +121,8 @@ def _tracin_self(run, tr, groups: Groups, *, timer: Timer, device: torch.device,
                  checkpoints: Sequence[int] | None = None, proj_dim: int | None = None, proj_kind: str = "gaussian",
                  proj_seed: int = 0, params: str | Sequence[str] = "all", batch_size: int = 256,
                  progress: bool = True):
-    ck_ids = list(range(len(run.checkpoints))) if checkpoints is None else list(checkpoints)
-    if not ck_ids or any(not 0 <= i < len(run.checkpoints) for i in ck_ids):
-        raise ValueError(f"checkpoints must be indices in [0, {len(run.checkpoints)}), got {checkpoints!r}")
-    projector = None
-    if proj_dim is not None:
-        projector = Projector(num_parameters(run.model, params), proj_dim, proj_kind, proj_seed)
+    ck_ids = checkpoint_ids(run, checkpoints)
+    projector = make_projector(run.model, params, proj_dim, proj_kind, proj_seed)
     scores = torch.zeros(groups.k, dtype=torch.float64)
     for i in ck_ids:
         engine = GradientEngine(run.model_at(i), params, "loss", projector, batch_size, device)
@@ -142,11 +139,7 @@ def _tracin_self(run, tr, groups: Groups, *, timer: Timer, device: torch.device,
 def _trak_self(runs, tr, groups: Groups, *, timer: Timer, device: torch.device, proj_dim: int = 256,
                proj_kind: str = "gaussian", proj_seed: int = 0, damping: float = 1e-6,
                params: str | Sequence[str] = "all", batch_size: int = 256, progress: bool = True):
-    runs = list(runs) if isinstance(runs, (list, tuple)) else [runs]
-    if not runs:
-        raise ValueError("trak needs at least one trained model")
-    if damping < 0:
-        raise ValueError(f"damping must be non-negative, got {damping}")
+    runs = ensemble(runs, damping)
     sizes = torch.as_tensor(groups.sizes, dtype=torch.float64, device=device)
     self_sum = torch.zeros(groups.k, dtype=torch.float64, device=device)
     q_sum = torch.zeros(groups.k, dtype=torch.float64, device=device)
