@@ -33,7 +33,7 @@ from torch.func import functional_call, grad, vmap
 from tqdm.auto import tqdm
 
 from ._io import atomic_path, save_json
-from .train import resolve_device
+from .train import resolve_device, split_batch
 
 log = logging.getLogger(__name__)
 
@@ -208,9 +208,7 @@ class GradientEngine:
         return torch.cat([grads[n].reshape(lead, -1) for n in self.names], dim=1)
 
     def _inputs(self, tensors: Sequence[torch.Tensor], idx: torch.Tensor):
-        *xs, y = (t[idx] for t in tensors)
-        xs = [x.to(self.device, dtype=self.dtype) if x.is_floating_point() else x.to(self.device) for x in xs]
-        return xs, y.to(self.device)
+        return split_batch(tuple(t[idx] for t in tensors), self.model, self.device)
 
     def iter_groups(self, tensors: Sequence[torch.Tensor], labels: np.ndarray | None = None,
                     weights: torch.Tensor | None = None, progress: bool = False,

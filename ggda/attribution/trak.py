@@ -21,21 +21,19 @@ from collections.abc import Sequence
 import torch
 
 from ..gradients import GradientEngine, GradientStore, Projector, num_parameters
-from ..train import resolve_device
+from ..train import resolve_device, split_batch
 from .base import Attribution, Timer, as_tensors, cached_train_features, resolve_groups
 
 
 @torch.no_grad()
 def correct_class_probability(model, tensors, batch_size: int, device) -> torch.Tensor:
     """p_i(y_i) for every row, (n,)."""
-    engine_dtype = next(model.parameters()).dtype
     out = []
     n = len(tensors[0])
     for lo in range(0, n, batch_size):
-        *xs, y = (t[lo:lo + batch_size] for t in tensors)
-        xs = [x.to(device, dtype=engine_dtype) if x.is_floating_point() else x.to(device) for x in xs]
+        xs, y = split_batch(tuple(t[lo:lo + batch_size] for t in tensors), model, device)
         probs = model(*xs).softmax(-1)
-        out.append(probs.gather(1, y.to(device)[:, None]).squeeze(1))
+        out.append(probs.gather(1, y[:, None]).squeeze(1))
     return torch.cat(out)
 
 
