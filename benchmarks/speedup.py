@@ -2,14 +2,19 @@
 
     python benchmarks/speedup.py                                  # digits ann-s (bundled, offline)
     python benchmarks/speedup.py --dataset mnist --model ann-m --root ../shared/data/mnist
+    python benchmarks/speedup.py --dataset mnist --model cnn --root ../shared/data/mnist \
+        --methods trak,tracin --projections dense,factored --groupings random --sizes 64 --targets 10000
 
-For each method and grouping at group sizes 1 (individual), 4, 16, 64, 256 it records the time
+For each method, projection and grouping at group sizes 1 (individual), 4, 16, 64, 256 it records the time
 breakdown (grouping, training-side gradients, target gradients, kernel/Hessian solve, scoring), the
 speedups over individual attribution (training side; end to end without grouping; with grouping),
 the ratio to one training epoch, the peak resident memory added by the call, and fidelity (per target,
 the correlation of each point's inherited share with its individual score, averaged over targets).
-Individual attribution uses vectorised per-sample gradients and a dense Gaussian projection (TracIn,
-TRAK) - the paper's kind of baseline. Every timing is the median of ``--repeats`` runs.
+Projections (TracIn, TRAK; IF only with ``factored``): ``dense`` = vectorised per-sample (individual) or
+group gradients and a dense Gaussian projection, the paper's kind of baseline; ``factored`` = per-layer
+Kronecker-factored features from one batched forward/backward pass (ggda.factored). Speedups are
+against individual attribution with the same projection, and ``x_vs_individual_dense`` against the
+dense individual baseline. Every timing is the median of ``--repeats`` runs.
 Writes a CSV (``--out``) and prints a table.
 """
 
@@ -99,6 +104,9 @@ def main(argv=None) -> pd.DataFrame:
     ap.add_argument("--n-train", type=int, default=10_000, help="training points (first-n subset for mnist)")
     ap.add_argument("--targets", type=int, default=500, help="number of test points attributed")
     ap.add_argument("--methods", default="tracin,trak,if")
+    ap.add_argument("--projections", default="dense",
+                    help="comma-separated: dense, factored (IF: dense = exact curvature, factored = Gauss-Newton "
+                         "in the factored space)")
     ap.add_argument("--groupings", default="random,grad-kmeans")
     ap.add_argument("--sizes", default="4,16,64,256")
     ap.add_argument("--proj-dim", type=int, default=512, help="projection dimension for TracIn and TRAK")
@@ -132,22 +140,26 @@ def main(argv=None) -> pd.DataFrame:
     log.info("trained: test acc %.4f, p=%d, one epoch %.3f s", runs[0].test_acc, p, epoch_s)
 
     rows = []
-    for method in args.methods.split(","):
-        options = {"device": args.device}
-        if method in ("tracin", "trak"):
+    groupings = {}  # (name, size) -> Groups, made once for every method and projection
+    for gname in args.groupings.split(","):
+        for size in map(int, args.sizes.split(",")):
+            groupings[gname, size] = grouping.make(gname, runs[0], data, size, seed=0, feature_dim=args.feature_dim,
+                                                   device=args.device)
+    dense_individual_total = {}
+    for method, projection in [(m, pr) for m in args.methods.split(",") for pr in args.projections.split(",")]:
+        options = {"device": args.device, "projection": projection}
+        if method in ("tracin", "trak") or projection == "factored":
             options["proj_dim"] = args.proj_dim
         if method == "tracin":
             options["checkpoints"] = list(range(args.checkpoints))
-        if method == "if":
+        if method == "if" and projection == "dense":
             options["params"] = ("last" if p > 5000 else "all") if args.if_params == "auto" else args.if_params
         passes = args.trak_models if method == "trak" else (args.checkpoints if method == "tracin" else 1)
         ind, ind_t, ind_mem = run_config(method, runs, data, targets, None, options, args.repeats)
         ind_scores = ind.point_scores()
-        configs = [("individual", 1, None)]
-        for gname in args.groupings.split(","):
-            for size in map(int, args.sizes.split(",")):
-                configs.append((gname, size, grouping.make(gname, runs[0], data, size, seed=0,
-                                                           feature_dim=args.feature_dim, device=args.device)))
+        if projection == "dense":
+            dense_individual_total[method] = ind_t["total_s"]
+        configs = [("individual", 1, None)] + [(g, s, groups) for (g, s), groups in groupings.items()]
         for gname, size, groups in configs:
             if groups is None:
                 attr, t, mem = ind, ind_t, ind_mem
@@ -163,7 +175,8 @@ def main(argv=None) -> pd.DataFrame:
             ind_train_side = ind_t["train_gradients_s"] + ind_t["solve_s"] + ind_t["scoring_s"]
             summary = attr.groups.size_summary()
             rows.append({
-                "dataset": args.dataset, "model": args.model, "method": method, "grouping": gname,
+                "dataset": args.dataset, "model": args.model, "method": method, "projection": projection,
+                "grouping": gname,
                 "group_size": size, "k": attr.groups.k, "size_min": summary["min"], "size_median": summary["median"],
                 "size_max": summary["max"], "n": n, "targets": m, "params": options.get("params", "all"),
                 "proj_dim": options.get("proj_dim"), **{k: t[k] for k in ("grouping_s", "train_gradients_s",
@@ -173,6 +186,7 @@ def main(argv=None) -> pd.DataFrame:
                 "speedup_train_side": ind_train_side / train_side,
                 "speedup_no_grouping": (ind_t["total_s"] - ind_t["grouping_s"]) / (t["total_s"] - t["grouping_s"]),
                 "speedup_with_grouping": ind_t["total_s"] / t["total_s"],
+                "x_vs_individual_dense": dense_individual_total.get(method, np.nan) / t["total_s"],
                 "train_grad_per_pass_over_epoch": t["train_gradients_s"] / passes / epoch_s,
                 "total_over_epoch": t["total_s"] / epoch_s,
                 "peak_mem_mb": mem / 2**20,
@@ -180,7 +194,7 @@ def main(argv=None) -> pd.DataFrame:
                 "repeats": args.repeats, "device": str(train.resolve_device(args.device)),
                 "threads": torch.get_num_threads(), "machine": f"{platform.machine()} {os.cpu_count()} cpus",
             })
-            log.info("%s %s-%d: total %.3f s, speedup %.1fx (train side %.1fx)", method, gname, size,
+            log.info("%s %s %s-%d: total %.3f s, speedup %.1fx (train side %.1fx)", method, projection, gname, size,
                      t["total_s"], rows[-1]["speedup_with_grouping"], rows[-1]["speedup_train_side"])
     df = pd.DataFrame(rows)
     out = Path(args.out)
@@ -188,9 +202,10 @@ def main(argv=None) -> pd.DataFrame:
     tmp = out.with_suffix(".tmp")
     df.to_csv(tmp, index=False)
     os.replace(tmp, out)
-    cols = ["method", "grouping", "group_size", "k", "size_median", "size_max", "grouping_s", "train_gradients_s",
+    cols = ["method", "projection", "grouping", "group_size", "k", "size_median", "size_max", "grouping_s", "train_gradients_s",
             "target_gradients_s", "solve_s", "scoring_s", "total_s", "speedup_train_side", "speedup_no_grouping",
-            "speedup_with_grouping", "train_grad_per_pass_over_epoch", "peak_mem_mb", "fidelity"]
+            "speedup_with_grouping", "x_vs_individual_dense", "train_grad_per_pass_over_epoch", "total_over_epoch",
+            "peak_mem_mb", "fidelity"]
     with pd.option_context("display.width", 250, "display.max_columns", 30, "display.float_format", "{:.3g}".format):
         print(f"\n{args.dataset}/{args.model}: n={n}, targets={m}, p={p}, one epoch {epoch_s:.3f} s "
               f"(median of {args.repeats}), written to {out}\n")

@@ -97,4 +97,5 @@ def default_hparams(dataset: str, model: str, **overrides: Any) -> HParams:
     """The documented default hyper-parameters of ``model`` on ``dataset``, with ``overrides`` applied."""
     if model not in MODEL_DEFAULTS:
         raise ValueError(f"unknown model {model!r}: choose one of {', '.join(MODEL_DEFAULTS)}")
-    return MODEL_DEFAULTS[model].replace(**DATASET_MODEL_DEFAULTS.get((dataset, model), {}), **overrides)
+    # overrides win over the data set's defaults (e.g. epochs=1 for mnist/cnn, which defaults to 8)
+    return MODEL_DEFAULTS[model].replace(**{**DATASET_MODEL_DEFAULTS.get((dataset, model), {}), **overrides})

@@ -141,3 +141,4 @@ def test_bad_checkpoint_count(digits):
 def test_hparams_is_hashable_and_documented():
     assert isinstance(hash(HParams()), int)
     assert default_hparams("mnist", "cnn").epochs == 8
+    assert default_hparams("mnist", "cnn", epochs=1).epochs == 1  # an override wins over the data set default

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 
 from .._io import atomic_path
+from ..factored import PROJECTIONS, FactoredEngine, FactoredProjector, unsupported_parameters
+from ..gradients import GradientEngine, Projector, num_parameters
 from ..grouping import Groups
 
 TIMING_KEYS = ("grouping_s", "train_gradients_s", "target_gradients_s", "solve_s", "scoring_s")
@@ -166,3 +168,46 @@ def cached_train_features(engine, tensors, labels: np.ndarray, store, state: dic
            "projection": engine.projector.describe(), "params": engine.names, "output": engine.output}
     found = store.get_or_compute(lambda: engine.compute(tensors, labels, progress=progress, desc=desc), **key)
     return torch.from_numpy(np.array(found)).to(engine.device, engine.dtype)
+
+
+def resolve_projection(model, params, proj_dim: int | None, projection: str) -> str:
+    """"dense" or "factored" for ``projection`` in ("auto", "dense", "factored"). "auto" is "factored"
+    when a projection is asked for (proj_dim given) and every selected parameter is in a layer the
+    factored projection supports (ggda.factored), else "dense"."""
+    if projection not in ("auto", *PROJECTIONS):
+        raise ValueError(f"projection must be 'auto', 'dense' or 'factored', got {projection!r}")
+    if projection == "auto":
+        factored = proj_dim is not None and not unsupported_parameters(model, params)
+        return "factored" if factored else "dense"
+    if projection == "factored" and proj_dim is None:
+        raise ValueError("projection='factored' needs proj_dim (the total feature size)")
+    return projection
+
+
+def make_projector(model, params, proj_dim: int | None, proj_kind: str, proj_seed: int,
+                   projection: str = "dense") -> Projector | FactoredProjector | None:
+    """The projection of the selected parameters' gradients to ``proj_dim`` dimensions (None: none):
+    a dense seeded matrix, or per-layer Kronecker factors (``projection="factored"``)."""
+    projection = resolve_projection(model, params, proj_dim, projection)
+    if proj_dim is None:
+        return None
+    if projection == "factored":
+        return FactoredProjector(model, params, proj_dim, proj_kind, proj_seed)
+    return Projector(num_parameters(model, params), proj_dim, proj_kind, proj_seed)
+
+
+def make_engine(model, params, output: str, projector, batch_size: int, device) -> GradientEngine | FactoredEngine:
+    """The gradient featurizer for ``projector``: per-layer factored features (batched forward and
+    backward, no per-sample gradients) or the vectorised gradient engine (dense projection or none)."""
+    if isinstance(projector, FactoredProjector):
+        return FactoredEngine(model, projector, output, batch_size, device)
+    return GradientEngine(model, params, output, projector, batch_size, device)
+
+
+def projection_options(projector) -> dict[str, Any]:
+    """What an Attribution records about its projection."""
+    if projector is None:
+        return {"projection": "none"}
+    if isinstance(projector, FactoredProjector):
+        return {"projection": "factored", "proj_layers": projector.describe()["layers"]}
+    return {"projection": "dense"}

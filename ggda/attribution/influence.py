@@ -10,6 +10,16 @@ It predicts the increase of the target's loss when G is removed and the model re
 loss of the n - |G| kept points. Solvers: "exact" (Hessian by vectorised Hessian-vector products,
 Cholesky) up to ``exact_max_params`` parameters, else "cg" (conjugate gradients on Hessian-vector
 products over the training data). ``params="last"`` restricts everything to the last layer.
+
+Factored (``projection="factored"``, ggda.factored): gradients are replaced by their per-layer
+Kronecker-factored features phi (D dimensions) and the curvature by its projection into that space,
+H_f = C + n (weight_decay + damping) I (D x D, Cholesky in float64), with C the Gauss-Newton matrix of
+the loss, sum_i sum_c p_ic g_ic g_ic^T (g_ic the feature of the loss with label c; one forward and
+1 + C backward passes per batch), or the empirical Fisher sum_i phi_i phi_i^T (``curvature=
+"empirical-fisher"``: free, from the same pass, but a poorer approximation). score = phi_z^T H_f^-1
+(phi_G - |G| phi_bar). For large models where the exact Hessian is out of reach; the exact path is the
+default. (Measured on digits against exact Gauss-Newton IF, Spearman per target: lr, where D covers
+all parameters, 1.0 with Gauss-Newton, 0.60 with the empirical Fisher; ann-s at D = 4,096, 0.85 / 0.71.)
 """
 
 from __future__ import annotations
@@ -24,7 +34,8 @@ from tqdm.auto import tqdm
 
 from ..gradients import GradientEngine, per_sample_output
 from ..train import resolve_device
-from .base import Attribution, Timer, as_tensors, resolve_groups, timed
+from .base import (Attribution, Timer, as_tensors, make_engine, make_projector, projection_options,
+                   resolve_groups, resolve_projection, timed)
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +186,8 @@ class InverseCurvature:
 
 
 def influence(run, train, targets, groups=None, *, damping: float | None = None, solver: str = "auto",
-              curvature: str = "gauss-newton",
+              curvature: str = "gauss-newton", projection: str = "dense", proj_dim: int | None = None,
+              proj_kind: str = "gaussian", proj_seed: int = 0,
               params: str | Sequence[str] = "all", centre: bool = True, exact_max_params: int = EXACT_MAX_PARAMS,
               cg_tol: float = 1e-6, cg_max_iter: int = 200, batch_size: int = 256, device="auto",
               progress: bool = True) -> Attribution:
@@ -187,12 +199,24 @@ def influence(run, train, targets, groups=None, *, damping: float | None = None,
     curvature: "gauss-newton" (default: positive semi-definite, so damping keeps the system solvable on
         non-convex models; equal to the Hessian for lr) or "hessian" (exact second derivatives).
     centre: subtract |G| times the mean training gradient (retraining averages over the kept points).
+    projection: "dense" (default: the exact curvature of the unprojected gradients, as above) or
+        "factored" (features and curvature in a proj_dim-dimensional Kronecker-factored space, see the
+        module docstring; curvature "gauss-newton" or "empirical-fisher"; solver does not apply). "auto" is "factored" when
+        proj_dim is given and every selected parameter is in a supported layer.
     """
     dev = resolve_device(device)
     timer = Timer(dev)
     tr, te = as_tensors(train, "train"), as_tensors(targets, "targets")
     n = len(tr[0])
     groups = resolve_groups(groups, n)
+    if resolve_projection(run.model, params, proj_dim, projection) == "factored":
+        return _factored_influence(run, tr, te, groups, timer, damping=damping, curvature=curvature,
+                                   proj_dim=proj_dim,
+                                   proj_kind=proj_kind, proj_seed=proj_seed, params=params, centre=centre,
+                                   batch_size=batch_size, device=dev, progress=progress)
+    if proj_dim is not None:
+        raise ValueError("influence projects only with projection='factored' (the dense path is exact); "
+                         "drop proj_dim or set projection='factored'")
     engine = GradientEngine(run.model, params, "loss", None, batch_size, dev)
     with timer("solve_s"):
         inverse = InverseCurvature(run, engine, tr, damping=damping, solver=solver, curvature=curvature,
@@ -213,6 +237,44 @@ def influence(run, train, targets, groups=None, *, damping: float | None = None,
         if centre:
             sizes = torch.as_tensor(groups.sizes, dtype=engine.dtype, device=dev)
             scores -= torch.outer(s @ (total / n), sizes)
-    opts = {**inverse.describe(), "params": params if isinstance(params, str) else list(params),
+    opts = {**inverse.describe(), "projection": "none", "params": params if isinstance(params, str) else list(params),
             "centre": centre, "weight_decay": run.hparams.weight_decay}
     return Attribution("if", scores.cpu().double().numpy(), groups, timer.finish(groups.seconds), opts)
+
+
+def _factored_influence(run, tr, te, groups, timer: Timer, *, damping, curvature: str, proj_dim: int, proj_kind: str, proj_seed: int,
+                        params, centre: bool, batch_size: int, device, progress: bool) -> Attribution:
+    """Influence in the factored feature space (module docstring)."""
+    if curvature not in ("gauss-newton", "empirical-fisher"):
+        raise ValueError(f"the factored projection supports curvature 'gauss-newton' or 'empirical-fisher', "
+                         f"got {curvature!r}")
+    n = len(tr[0])
+    damping = default_damping(run.model_name) if damping is None else float(damping)
+    if damping < 0:
+        raise ValueError(f"damping must be non-negative, got {damping}")
+    projector = make_projector(run.model, params, proj_dim, proj_kind, proj_seed, "factored")
+    engine = make_engine(run.model, params, "loss", projector, batch_size, device)
+    with timer("train_gradients_s"):
+        res = engine.pass_over(tr, groups.labels, moment=curvature, progress=progress, desc="IF train features")
+    phi = res["features"].double()
+    with timer("solve_s"):
+        fisher = res["moment"]
+        fisher.diagonal().add_(n * (run.hparams.weight_decay + damping))
+        chol, info = torch.linalg.cholesky_ex(fisher)
+        if info.item() != 0:
+            raise ValueError(f"the damped {curvature} matrix is not positive definite (damping={damping}); "
+                             "increase damping")
+    with timer("target_gradients_s"):
+        phi_z = engine.compute(te, progress=progress, desc="IF target features").double()
+    with timer("solve_s"):
+        s = torch.cholesky_solve(phi_z.T, chol).T  # (m, D)
+    with timer("scoring_s"):
+        scores = s @ phi.T
+        if centre:
+            sizes = torch.as_tensor(groups.sizes, dtype=torch.float64, device=device)
+            scores -= torch.outer(s @ (phi.sum(0) / n), sizes)
+    opts = {"damping": damping, "solver": "exact", "curvature": curvature, "proj_dim": proj_dim,
+            "proj_kind": proj_kind, "proj_seed": proj_seed, **projection_options(projector),
+            "params": params if isinstance(params, str) else list(params), "centre": centre,
+            "weight_decay": run.hparams.weight_decay}
+    return Attribution("if", scores.cpu().numpy(), groups, timer.finish(groups.seconds), opts)

@@ -1,7 +1,9 @@
 """TracIn (TracInCP), individual and group: score(z, G) = sum_t eta_t grad L(z; theta_t) . g_G(theta_t),
 over the checkpoints theta_t recorded by training with their learning rates eta_t; g_G is the group
 gradient (sum of the members' loss gradients). Optionally both sides are randomly projected to d
-dimensions (the same seeded projection for targets and training points)."""
+dimensions (the same seeded projection for targets and training points): densely, or with per-layer
+Kronecker factors (``projection="factored"``, ggda.factored: about one epoch per checkpoint for all
+training features, no per-sample gradients)."""
 
 from __future__ import annotations
 
@@ -10,9 +12,10 @@ from collections.abc import Sequence
 
 import torch
 
-from ..gradients import GradientEngine, GradientStore, Projector, num_parameters
+from ..gradients import GradientStore
 from ..train import resolve_device
-from .base import Attribution, Timer, as_tensors, cached_train_features, resolve_groups, timed
+from .base import (Attribution, Timer, as_tensors, cached_train_features, make_engine, make_projector,
+                   projection_options, resolve_groups, timed)
 
 
 def checkpoint_ids(run, checkpoints: Sequence[int] | None) -> list[int]:
@@ -23,15 +26,8 @@ def checkpoint_ids(run, checkpoints: Sequence[int] | None) -> list[int]:
     return ids
 
 
-def make_projector(model, params, proj_dim: int | None, proj_kind: str, proj_seed: int) -> Projector | None:
-    """The projection of the selected parameters' gradients to ``proj_dim`` dimensions (None: none)."""
-    if proj_dim is None:
-        return None
-    return Projector(num_parameters(model, params), proj_dim, proj_kind, proj_seed)
-
-
 def tracin(run, train, targets, groups=None, *, checkpoints: Sequence[int] | None = None,
-           proj_dim: int | None = None, proj_kind: str = "gaussian", proj_seed: int = 0,
+           proj_dim: int | None = None, projection: str = "auto", proj_kind: str = "gaussian", proj_seed: int = 0,
            params: str | Sequence[str] = "all", store=None, batch_size: int = 256, device="auto",
            progress: bool = True) -> Attribution:
     """TracIn scores (m targets x k groups).
@@ -39,6 +35,10 @@ def tracin(run, train, targets, groups=None, *, checkpoints: Sequence[int] | Non
     checkpoints: indices into ``run.checkpoints`` (default: all).
     proj_dim: project gradients to this many dimensions (None: exact dot products, streamed so that
         no n x p matrix is held).
+    projection: with proj_dim, "dense" (a seeded p x d matrix applied to vectorised per-sample or group
+        gradients), "factored" (per-layer Kronecker factors from one batched forward/backward pass;
+        proj_dim is the total size shared by the layers; see ggda.factored) or "auto" (factored when
+        every selected parameter is in a supported layer, else dense).
     store: a ggda.gradients.GradientStore (or a folder) where the projected training-side features of
         each checkpoint are kept and reused by later calls (needs proj_dim).
     """
@@ -50,11 +50,11 @@ def tracin(run, train, targets, groups=None, *, checkpoints: Sequence[int] | Non
     if store is not None and proj_dim is None:
         raise ValueError("store needs proj_dim: only projected features are kept on disk")
     store = GradientStore(store) if isinstance(store, (str, os.PathLike)) else store
-    projector = make_projector(run.model, params, proj_dim, proj_kind, proj_seed)
+    projector = make_projector(run.model, params, proj_dim, proj_kind, proj_seed, projection)
     scores = None
     for i in ck_ids:
         ck = run.checkpoints[i]
-        engine = GradientEngine(run.model_at(i), params, "loss", projector, batch_size, dev)
+        engine = make_engine(run.model_at(i), params, "loss", projector, batch_size, dev)
         with timer("target_gradients_s"):
             gz = engine.compute(te, progress=progress, desc=f"TracIn targets ckpt {i}") * ck.lr
         if scores is None:
@@ -71,6 +71,6 @@ def tracin(run, train, targets, groups=None, *, checkpoints: Sequence[int] | Non
             with timer("scoring_s"):
                 scores[:, torch.from_numpy(ids).to(dev)] += gz @ block.T
     opts = {"checkpoints": ck_ids, "lrs": [run.checkpoints[i].lr for i in ck_ids], "proj_dim": proj_dim,
-            "proj_kind": proj_kind, "proj_seed": proj_seed,
+            "proj_kind": proj_kind, "proj_seed": proj_seed, **projection_options(projector),
             "params": params if isinstance(params, str) else list(params)}
     return Attribution("tracin", scores.cpu().double().numpy(), groups, timer.finish(groups.seconds), opts)

@@ -11,6 +11,11 @@ mean of its members' Q. tau(z, G) = mean_m [phi_z^T K_m^-1 phi_G] * mean_m Q_G. 
 this is individual TRAK exactly.
 
 Damping: K + damping * (trace K / d) I (relative to the mean eigenvalue); the solve is in float64.
+
+Projection: dense (a seeded p x d matrix applied to vectorised per-sample or group gradients), per-layer
+Kronecker factors (``projection="factored"``, ggda.factored: one batched forward/backward pass for all
+training features, Q from the same pass), or none (``proj_dim=None``: the raw gradients, for small
+parameter sets).
 """
 
 from __future__ import annotations
@@ -20,9 +25,11 @@ from collections.abc import Sequence
 
 import torch
 
-from ..gradients import GradientEngine, GradientStore, Projector, num_parameters
+from ..factored import FactoredEngine
+from ..gradients import GradientStore
 from ..train import resolve_device, split_batch
-from .base import Attribution, Timer, as_tensors, cached_train_features, resolve_groups
+from .base import (Attribution, Timer, as_tensors, cached_train_features, make_engine, make_projector,
+                   projection_options, resolve_groups)
 
 
 @torch.no_grad()
@@ -47,18 +54,24 @@ def ensemble(runs, damping: float) -> list:
     return runs
 
 
-def model_features(run, j: int, tensors, groups, *, proj_dim: int, proj_kind: str, proj_seed: int, params,
-                   store, batch_size: int, device: torch.device, progress: bool):
+def model_features(run, j: int, tensors, groups, *, proj_dim: int | None, proj_kind: str, proj_seed: int, params,
+                   store, batch_size: int, device: torch.device, progress: bool, projection: str = "dense"):
     """Model j of the ensemble: its gradient engine, the group features phi_G (k, d) float64 and the
     group Q (k,) = mean of the members' 1 - p(y)."""
-    projector = Projector(num_parameters(run.model, params), proj_dim, proj_kind, proj_seed + j)
-    engine = GradientEngine(run.model, params, "margin", projector, batch_size, device)
-    if store is None:
-        phi = engine.compute(tensors, groups.labels, progress=progress, desc=f"TRAK train model {j}")
-    else:
+    projector = make_projector(run.model, params, proj_dim, proj_kind, proj_seed + j, projection)
+    engine = make_engine(run.model, params, "margin", projector, batch_size, device)
+    q = None
+    if store is not None:
         phi = cached_train_features(engine, tensors, groups.labels, store, run.model.state_dict(), progress,
                                     f"TRAK train model {j}")
-    q = 1.0 - correct_class_probability(engine.model, tensors, 1024, device).double()
+    elif isinstance(engine, FactoredEngine):  # Q from the same pass's logits: no second forward pass
+        res = engine.pass_over(tensors, groups.labels, progress=progress, desc=f"TRAK train model {j}")
+        phi, y = res["features"], tensors[-1].to(device)
+        q = 1.0 - res["logits"].softmax(-1).gather(1, y[:, None]).squeeze(1).double()
+    else:
+        phi = engine.compute(tensors, groups.labels, progress=progress, desc=f"TRAK train model {j}")
+    if q is None:
+        q = 1.0 - correct_class_probability(engine.model, tensors, 1024, device).double()
     labels = torch.as_tensor(groups.labels, device=device)
     sizes = torch.as_tensor(groups.sizes, dtype=torch.float64, device=device)
     q_group = torch.zeros(groups.k, dtype=torch.float64, device=device).index_add_(0, labels, q) / sizes
@@ -73,12 +86,15 @@ def kernel_solve(phi: torch.Tensor, sizes: torch.Tensor, damping: float, rhs: to
     return torch.linalg.solve(kernel, rhs.T).T
 
 
-def trak(runs, train, targets, groups=None, *, proj_dim: int = 256, proj_kind: str = "gaussian",
+def trak(runs, train, targets, groups=None, *, proj_dim: int | None = 256, projection: str = "auto",
+         proj_kind: str = "gaussian",
          proj_seed: int = 0, damping: float = 1e-6, params: str | Sequence[str] = "all", store=None,
          batch_size: int = 256, device="auto", progress: bool = True) -> Attribution:
     """TRAK scores (m targets x k groups), averaged over the ensemble ``runs`` (a TrainRun or a list of
     independently trained TrainRuns; their final models are used). Model j uses projection seed
-    ``proj_seed + j``. store: a ggda.gradients.GradientStore (or a folder) keeping each model's
+    ``proj_seed + j``. proj_dim: feature size (None: no projection, the raw gradients). projection:
+    "dense", "factored" (per-layer Kronecker factors; proj_dim is the total size shared by the layers)
+    or "auto" (factored when every selected parameter is in a supported layer, else dense). store: a ggda.gradients.GradientStore (or a folder) keeping each model's
     projected training-side features for reuse by later calls (e.g. new targets)."""
     store = GradientStore(store) if isinstance(store, (str, os.PathLike)) else store
     runs = ensemble(runs, damping)
@@ -93,7 +109,8 @@ def trak(runs, train, targets, groups=None, *, proj_dim: int = 256, proj_kind: s
         with timer("train_gradients_s"):
             engine, phi, q_group = model_features(run, j, tr, groups, proj_dim=proj_dim, proj_kind=proj_kind,
                                                   proj_seed=proj_seed, params=params, store=store,
-                                                  batch_size=batch_size, device=dev, progress=progress)
+                                                  batch_size=batch_size, device=dev, progress=progress,
+                                                  projection=projection)
             q_sum += q_group
         with timer("target_gradients_s"):
             phi_z = engine.compute(te, progress=progress, desc=f"TRAK targets model {j}").double()
@@ -104,5 +121,5 @@ def trak(runs, train, targets, groups=None, *, proj_dim: int = 256, proj_kind: s
     with timer("scoring_s"):
         scores = (score_sum / len(runs)) * (q_sum / len(runs))
     opts = {"models": len(runs), "proj_dim": proj_dim, "proj_kind": proj_kind, "proj_seed": proj_seed,
-            "damping": damping, "params": params if isinstance(params, str) else list(params)}
+            **projection_options(engine.projector), "damping": damping, "params": params if isinstance(params, str) else list(params)}
     return Attribution("trak", scores.cpu().numpy(), groups, timer.finish(groups.seconds), opts)

@@ -39,9 +39,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..attribution.base import Timer, as_tensors, resolve_groups, timed
+from ..attribution.base import Timer, as_tensors, make_engine, make_projector, projection_options, resolve_groups, timed
 from ..attribution.influence import InverseCurvature
-from ..attribution.tracin import checkpoint_ids, make_projector
+from ..attribution.tracin import checkpoint_ids
 from ..attribution.trak import ensemble, kernel_solve, model_features
 from ..gradients import GradientEngine
 from ..grouping import Groups
@@ -118,26 +118,26 @@ def _if_self(run, tr, groups: Groups, *, timer: Timer, device: torch.device, par
 
 
 def _tracin_self(run, tr, groups: Groups, *, timer: Timer, device: torch.device,
-                 checkpoints: Sequence[int] | None = None, proj_dim: int | None = None, proj_kind: str = "gaussian",
-                 proj_seed: int = 0, params: str | Sequence[str] = "all", batch_size: int = 256,
+                 checkpoints: Sequence[int] | None = None, proj_dim: int | None = None, projection: str = "auto",
+                 proj_kind: str = "gaussian", proj_seed: int = 0, params: str | Sequence[str] = "all", batch_size: int = 256,
                  progress: bool = True):
     ck_ids = checkpoint_ids(run, checkpoints)
-    projector = make_projector(run.model, params, proj_dim, proj_kind, proj_seed)
+    projector = make_projector(run.model, params, proj_dim, proj_kind, proj_seed, projection)
     scores = torch.zeros(groups.k, dtype=torch.float64)
     for i in ck_ids:
-        engine = GradientEngine(run.model_at(i), params, "loss", projector, batch_size, device)
+        engine = make_engine(run.model_at(i), params, "loss", projector, batch_size, device)
         lr = run.checkpoints[i].lr
         blocks = engine.iter_groups(tr, groups.labels, progress=progress, desc=f"TracIn self ckpt {i}")
         for ids, block in timed(blocks, timer, "train_gradients_s"):
             with timer("scoring_s"):
                 scores[torch.from_numpy(ids)] += lr * (block * block).sum(1).double().cpu()
     opts = {"checkpoints": ck_ids, "proj_dim": proj_dim, "proj_kind": proj_kind, "proj_seed": proj_seed,
-            "params": params if isinstance(params, str) else list(params)}
+            **projection_options(projector), "params": params if isinstance(params, str) else list(params)}
     return scores.numpy(), opts
 
 
-def _trak_self(runs, tr, groups: Groups, *, timer: Timer, device: torch.device, proj_dim: int = 256,
-               proj_kind: str = "gaussian", proj_seed: int = 0, damping: float = 1e-6,
+def _trak_self(runs, tr, groups: Groups, *, timer: Timer, device: torch.device, proj_dim: int | None = 256,
+               projection: str = "auto", proj_kind: str = "gaussian", proj_seed: int = 0, damping: float = 1e-6,
                params: str | Sequence[str] = "all", batch_size: int = 256, progress: bool = True):
     runs = ensemble(runs, damping)
     sizes = torch.as_tensor(groups.sizes, dtype=torch.float64, device=device)
@@ -147,11 +147,12 @@ def _trak_self(runs, tr, groups: Groups, *, timer: Timer, device: torch.device, 
         with timer("train_gradients_s"):
             _, phi, q_group = model_features(run, j, tr, groups, proj_dim=proj_dim, proj_kind=proj_kind,
                                              proj_seed=proj_seed, params=params, store=None,
-                                             batch_size=batch_size, device=device, progress=progress)
+                                             batch_size=batch_size, device=device, progress=progress,
+                                             projection=projection)
             q_sum += q_group
         with timer("solve_s"):
             self_sum += (kernel_solve(phi, sizes, damping, phi) * phi).sum(1)  # phi_G^T K^-1 phi_G
     scores = (self_sum / len(runs)) * (q_sum / len(runs))
     opts = {"models": len(runs), "proj_dim": proj_dim, "proj_kind": proj_kind, "proj_seed": proj_seed,
-            "damping": damping, "params": params if isinstance(params, str) else list(params)}
+            "projection": projection, "damping": damping, "params": params if isinstance(params, str) else list(params)}
     return scores.cpu().numpy(), opts
