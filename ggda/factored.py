@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .gradients import OUTPUTS, per_sample_output, select_parameters
+from .gradients import check_engine_options, per_sample_output, select_parameters
 from .train import resolve_device, split_batch
 
 log = logging.getLogger(__name__)
@@ -250,10 +250,7 @@ class FactoredEngine:
 
     def __init__(self, model: nn.Module, projector: FactoredProjector, output: str = "loss",
                  batch_size: int = 1024, device: str | torch.device = "auto"):
-        if output not in OUTPUTS:
-            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
-        if batch_size <= 0:
-            raise ValueError(f"batch_size must be positive, got {batch_size!r}")
+        check_engine_options(output, batch_size)
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         modules = dict(self.model.named_modules())

@@ -152,6 +152,14 @@ class Projector:
 
 
 # ------------------------------------------------------------------------------------------ engine
+def check_engine_options(output: str, batch_size: int) -> None:
+    """Shared argument checks of the gradient engines (this one and ggda.factored's)."""
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size!r}")
+
+
 def _plan(labels: np.ndarray, batch_size: int) -> tuple[list[np.ndarray], list[tuple[int, np.ndarray]]]:
     """Split the groups into large ones (> batch_size members, accumulated over mini-batches) and
     buckets of small ones: (padded size, group ids) with sizes in (padded/2, padded]."""
@@ -174,10 +182,7 @@ class GradientEngine:
 
     def __init__(self, model: torch.nn.Module, params: str | Sequence[str] = "all", output: str = "loss",
                  projector: Projector | None = None, batch_size: int = 256, device: str | torch.device = "auto"):
-        if output not in OUTPUTS:
-            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
-        if batch_size <= 0:
-            raise ValueError(f"batch_size must be positive, got {batch_size!r}")
+        check_engine_options(output, batch_size)
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.names = select_parameters(model, params)
