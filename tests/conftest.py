@@ -29,3 +29,16 @@ def cancer():
     import ggda.data
 
     return ggda.data.load("breast_cancer")
+
+
+@pytest.fixture(scope="session")
+def small_qnli(tmp_path_factory, shared_data):
+    """100 real QNLI training pairs and 5 test pairs (from the shared dev split), 24 tokens."""
+    pytest.importorskip("transformers")
+    import ggda.data
+
+    lines = (shared_data / "qnli" / "dev.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
+    root = tmp_path_factory.mktemp("qnli")
+    (root / "train.tsv").write_text("".join(lines[:101]), encoding="utf-8")
+    (root / "dev.tsv").write_text("".join(lines[:1] + lines[2000:2006]), encoding="utf-8")
+    return ggda.data.load("qnli", root=root, download=False, max_length=24)

@@ -15,16 +15,6 @@ def small_digits():
     return gdata.load("digits", n_train=120, n_test=10)
 
 
-@pytest.fixture(scope="module")
-def small_qnli(tmp_path_factory, shared_data):
-    pytest.importorskip("transformers")
-    lines = (shared_data / "qnli" / "dev.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
-    root = tmp_path_factory.mktemp("qnli")
-    (root / "train.tsv").write_text("".join(lines[:101]), encoding="utf-8")
-    (root / "dev.tsv").write_text("".join(lines[:1] + lines[2000:2006]), encoding="utf-8")
-    return gdata.load("qnli", root=root, download=False, max_length=24)
-
-
 def _check(run, data, params, method):
     groups = grouping.make("repr-kmeans", run, data, 8, seed=0)
     options = {"proj_dim": 32} if method == "trak" else {}

@@ -108,6 +108,27 @@ def test_allocation_shares_the_budget_and_keeps_small_layers_exact():
         _allocate([(3, 3), (3, 3)], 1)
 
 
+def test_bert_linear_layers_are_factored_over_token_positions(small_qnli):
+    """A Linear inside BERT (sequence inputs, padded positions): exact identity in float64; the
+    embeddings and LayerNorms are what ``auto`` refuses to factor."""
+    torch.manual_seed(0)
+    model = models.build("bert", small_qnli.meta).double()
+    names = [n for n, _ in model.named_parameters() if ".query." in n][:2]  # one query Linear: weight, bias
+    proj = FactoredProjector(model, names, proj_dim=256, seed=0)
+    assert proj.names == names and proj.layers[0].d_in < proj.layers[0].n_in
+    tensors = tuple(t[:6] for t in small_qnli.train.tensors)
+    feats = FactoredEngine(model, proj, "loss", batch_size=4, device="cpu").compute(tensors)
+    dense = sample_gradients(model, tensors, params=names, output="loss", device="cpu")
+    layer = proj.layers[0]
+    kron = proj.kronecker(0)
+    for row in range(6):
+        w = dense[row, :layer.n_out * (layer.n_in - 1)].reshape(layer.n_out, -1)
+        g = torch.cat([w, dense[row, layer.n_out * (layer.n_in - 1):, None]], 1).reshape(-1)
+        torch.testing.assert_close(feats[row], g @ kron, rtol=1e-9, atol=1e-12)
+    skipped = unsupported_parameters(model)
+    assert any("LayerNorm" in n for n in skipped) and any("embeddings" in n for n in skipped)
+
+
 def test_unsupported_layers_are_reported_and_skipped(caplog):
     class WithNorm(models.base.Classifier):
         def __init__(self):
@@ -214,3 +235,24 @@ def test_factored_gauss_newton_moment_matches_the_dense_matrix(small_digits):
     torch.testing.assert_close(emp["moment"], res["features"].T @ res["features"])
     with pytest.raises(ValueError, match="moment must be"):
         engine.pass_over(tensors, moment="hessian")
+
+
+def test_auto_projection_is_factored_only_where_every_layer_is_supported(small_digits, small_qnli):
+    from ggda.attribution.base import resolve_projection
+
+    ann = models.build("ann-s", small_digits.meta)
+    bert = models.build("bert", small_qnli.meta)
+    assert resolve_projection(ann, "all", 64, "auto") == "factored"
+    assert resolve_projection(ann, "all", None, "auto") == "dense"      # no projection asked for
+    assert resolve_projection(bert, "all", 64, "auto") == "dense"       # LayerNorm, embeddings
+    assert resolve_projection(bert, "last", 64, "auto") == "factored"
+    with pytest.raises(ValueError, match="needs proj_dim"):
+        resolve_projection(ann, "all", None, "factored")
+    with pytest.raises(ValueError, match="projection must be"):
+        resolve_projection(ann, "all", 64, "kronecker")
+
+
+def test_dense_influence_refuses_a_projection(small_digits):
+    run = train.fit("lr", small_digits, progress=False)
+    with pytest.raises(ValueError, match="projection='factored'"):
+        ggda.attribute("if", run, small_digits.train, small_digits.test, proj_dim=64, progress=False)
