@@ -209,8 +209,9 @@ class GradientEngine:
     def out_dim(self) -> int:
         return self.projector.d if self.projector is not None else self.dim
 
-    def _flat(self, grads: dict[str, torch.Tensor], lead: int) -> torch.Tensor:
-        return torch.cat([grads[n].reshape(lead, -1) for n in self.names], dim=1)
+    def _parts(self, grads: dict[str, torch.Tensor], lead: int) -> list[torch.Tensor]:
+        """The selected parameters' gradients as (lead, numel) views, in the order of the flat vector."""
+        return [grads[n].reshape(lead, -1) for n in self.names]
 
     def _inputs(self, tensors: Sequence[torch.Tensor], idx: torch.Tensor):
         return split_batch(tuple(t[idx] for t in tensors), self.model, self.device)
@@ -229,22 +230,33 @@ class GradientEngine:
         """
         raw = self._iter_raw(tensors, labels, weights, progress, desc)
         if self.projector is None:
-            yield from raw
+            for ids, parts in raw:
+                yield ids, torch.cat(parts, dim=1)
             return
+        # Each block's per-parameter gradients are written once, straight into a reused buffer (no
+        # flat copy, no concatenation of blocks): at 10^5 parameters those copies cost as much as the
+        # projection itself.
         rows = max(32, PROJECT_BUFFER_BYTES // (4 * self.dim))
-        ids_buf, grads_buf, pending = [], [], 0
-        for ids, block in raw:
+        buf = torch.empty(rows, self.dim, dtype=self.dtype, device=self.device)
+        ids_buf, pending = [], 0
+        for ids, parts in raw:
+            if pending and pending + len(ids) > rows:
+                yield np.concatenate(ids_buf), self.projector(buf[:pending])
+                ids_buf, pending = [], 0
+            if len(ids) > rows:  # a block larger than the buffer: project it on its own
+                yield ids, self.projector(torch.cat(parts, dim=1))
+                continue
+            col = 0
+            for part in parts:
+                buf[pending:pending + len(ids), col:col + part.shape[1]] = part
+                col += part.shape[1]
             ids_buf.append(ids)
-            grads_buf.append(block)
             pending += len(ids)
-            if pending >= rows:
-                yield np.concatenate(ids_buf), self.projector(torch.cat(grads_buf))
-                ids_buf, grads_buf, pending = [], [], 0
         if pending:
-            yield np.concatenate(ids_buf), self.projector(torch.cat(grads_buf))
+            yield np.concatenate(ids_buf), self.projector(buf[:pending])
 
-    def _iter_raw(self, tensors, labels, weights, progress, desc) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
-        """:meth:`iter_groups` before projection."""
+    def _iter_raw(self, tensors, labels, weights, progress, desc) -> Iterator[tuple[np.ndarray, list[torch.Tensor]]]:
+        """:meth:`iter_groups` before projection and flattening: (group ids, per-parameter (g, numel) parts)."""
         n = len(tensors[0])
         labels = np.arange(n) if labels is None else np.asarray(labels, dtype=np.int64)
         if labels.shape != (n,):
@@ -264,8 +276,8 @@ class GradientEngine:
                     xs, y = self._inputs(tensors, idx)
                     with torch.enable_grad():
                         gr = self._grad(self.selected, xs, y, w_all[idx].to(self.device))
-                    flat = torch.cat([gr[nm].reshape(1, -1) for nm in self.names], dim=1)
-                    acc = flat if acc is None else acc + flat
+                    parts = self._parts(gr, 1)
+                    acc = parts if acc is None else [a + b for a, b in zip(acc, parts)]
                     bar.update(len(idx))
                 yield np.array([g]), acc
             for pad, groups in buckets:
@@ -286,7 +298,7 @@ class GradientEngine:
                     w = (w_all[flat_idx].reshape(len(chunk), pad) * torch.from_numpy(mask)).to(self.device)
                     with torch.enable_grad():
                         gr = self._vgrad(self.selected, xs, y, w)
-                    yield chunk, self._flat(gr, len(chunk))
+                    yield chunk, self._parts(gr, len(chunk))
                     bar.update(int(mask.sum()))
         bar.close()
 
