@@ -29,6 +29,9 @@ the top-k overlap of the most important training points (|top-k ggda & top-k pee
 targets), ggda's time, the peer's time and their ratio (medians of ``--repeats``, measured in this run,
 same torch threads), ggda's group attribution time at group size ``--group-size`` (random grouping,
 grouping included) and the peer's individual time over it, and in words what could not be matched.
+The same again for ggda's fastest path (``fast_*`` columns: Kronecker-factored features of total size
+``--proj-dim``, ggda.factored; IF with Gauss-Newton curvature in that space), whose scores are compared
+with the same peer's (a different projection, so lower agreement is expected).
 Signs follow ggda (positive = removing the point hurts the target); every peer here already uses it, and
 ``SIGN`` records the factor applied. Each time covers everything the method needs given a trained model
 (gradients, projections, solves, scoring, the peer's object set-up); training is excluded. ggda keeps its
@@ -236,17 +239,30 @@ def ggda_options(method: str, s: Setup) -> dict:
             "centre": False, "cg_max_iter": s.if_cg_max_iter}
 
 
-def ggda_scores(method: str, s: Setup, groups=None) -> np.ndarray:
+def fast_options(method: str, s: Setup) -> dict | None:
+    """ggda's fastest path for ``method`` (None when this ggda has no other): per-layer Kronecker-factored
+    features of total size ``--proj-dim`` (TracIn, TRAK; IF with Gauss-Newton curvature in that space).
+    Its projection differs from the peers', so its scores agree with theirs less than the matched path's."""
+    if not accepts(method, "projection") or not accepts("if", "proj_dim"):
+        return None
+    if method == "tracin":
+        return {"checkpoints": s.checkpoints, "proj_dim": s.proj_dim, "projection": "factored"}
+    if method == "trak":
+        return {"proj_dim": s.proj_dim, "damping": s.trak_damping, "projection": "factored"}
+    return {"damping": s.if_damping, "projection": "factored", "proj_dim": s.proj_dim, "centre": False}
+
+
+def ggda_scores(method: str, s: Setup, groups=None, options: dict | None = None) -> np.ndarray:
     run = [s.run] if method == "trak" else s.run
     attr = ggda.attribute(method, run, s.data.train, s.targets, groups, device="cpu", progress=False,
-                          **ggda_options(method, s))
+                          **(ggda_options(method, s) if options is None else options))
     return attr.scores
 
 
-def ggda_group_scores(method: str, s: Setup, size: int) -> np.ndarray:
+def ggda_group_scores(method: str, s: Setup, size: int, options: dict | None = None) -> np.ndarray:
     """Group attribution including the (random) grouping itself."""
     groups = grouping.make("random", s.run, s.data, size, seed=0, device="cpu")
-    return ggda_scores(method, s, groups)
+    return ggda_scores(method, s, groups, options)
 
 
 # -------------------------------------------------------------------------------------- adapters
@@ -491,6 +507,12 @@ def run_pair(dataset: str, model_name: str, args) -> list[dict]:
         ours, ggda_s = timed(lambda: ggda_scores(method, s), args.repeats)
         _, group_s = timed(lambda: ggda_group_scores(method, s, args.group_size), args.repeats)
         log.info("%s ggda: individual %.3f s, group-%d %.3f s", method, ggda_s, args.group_size, group_s)
+        fast = fast_options(method, s)
+        if fast is not None:
+            fast_scores, fast_s = timed(lambda: ggda_scores(method, s, None, fast), args.repeats)
+            _, fast_group_s = timed(lambda: ggda_group_scores(method, s, args.group_size, fast), args.repeats)
+            log.info("%s ggda factored: individual %.3f s, group-%d %.3f s", method, fast_s, args.group_size,
+                     fast_group_s)
         for peer, adapter in PEERS[method]:
             base = {"dataset": dataset, "model": model_name, "method": method, "peer": peer, "n": n, "targets": m,
                     "params": p if method != "if" else p_if, "proj_dim": s.proj_dim if method == "trak" else None,
@@ -512,8 +534,13 @@ def run_pair(dataset: str, model_name: str, args) -> list[dict]:
                 rows.append({**base, "status": f"skipped: failed: {type(exc).__name__}: {exc}"[:300]})
                 log.warning("%s %s: failed: %s: %s", method, peer, type(exc).__name__, exc)
                 continue
-            rows.append({**base, "status": "ok", **metrics, "peer_s": peer_s, "ratio_ggda_over_peer": ggda_s / peer_s,
-                         "peer_over_ggda_group": peer_s / group_s})
+            row = {**base, "status": "ok", **metrics, "peer_s": peer_s, "ratio_ggda_over_peer": ggda_s / peer_s,
+                   "peer_over_ggda_group": peer_s / group_s}
+            if fast is not None:
+                row.update({"fast_spearman": compare(fast_scores, theirs, k)["spearman"], "fast_s": fast_s,
+                            "ratio_fast_over_peer": fast_s / peer_s, "fast_group_s": fast_group_s,
+                            "peer_over_fast_group": peer_s / fast_group_s})
+            rows.append(row)
             log.info("%s %s: spearman %.3f, pearson %.3f, top-%d %.2f, ggda %.3f s, peer %.3f s (ratio %.2f)",
                      method, peer, metrics["spearman"], metrics["pearson"], k, metrics["topk_overlap"], ggda_s,
                      peer_s, ggda_s / peer_s)
@@ -525,7 +552,7 @@ def run_pair(dataset: str, model_name: str, args) -> list[dict]:
 
 COLUMNS = ["dataset", "model", "method", "peer", "status", "n", "targets", "params", "proj_dim", "spearman", "pearson",
            "top_k", "topk_overlap", "ggda_s", "peer_s", "ratio_ggda_over_peer", "ggda_group_s", "peer_over_ggda_group",
-           "differs"]
+           "fast_spearman", "fast_s", "ratio_fast_over_peer", "fast_group_s", "peer_over_fast_group", "differs"]
 
 
 def main(argv=None) -> pd.DataFrame:
@@ -540,7 +567,9 @@ def main(argv=None) -> pd.DataFrame:
     ap.add_argument("--targets", type=int, default=None, help="targets attributed (default 100 digits, 500 mnist)")
     ap.add_argument("--methods", default="tracin,trak,if")
     ap.add_argument("--peers", default="traker,captum,dattri", help="peers to run (the others are reported skipped)")
-    ap.add_argument("--proj-dim", type=int, default=256, help="TRAK projection dimension (TracIn: unprojected)")
+    ap.add_argument("--proj-dim", type=int, default=256,
+                    help="TRAK projection dimension, and the feature size of ggda's factored fast path (TracIn "
+                         "matched: unprojected)")
     ap.add_argument("--checkpoints", type=int, default=3, help="TracIn checkpoints recorded by training")
     ap.add_argument("--trak-damping", type=float, default=1e-6, help="TRAK damping relative to mean kernel diagonal")
     ap.add_argument("--if-damping", type=float, default=None, help="IF damping (default: 0 for lr, 0.1 otherwise)")
@@ -574,7 +603,8 @@ def main(argv=None) -> pd.DataFrame:
     df.to_csv(tmp, index=False)
     os.replace(tmp, out)
     show = ["dataset", "model", "method", "peer", "spearman", "pearson", "topk_overlap", "ggda_s", "peer_s",
-            "ratio_ggda_over_peer", "ggda_group_s", "peer_over_ggda_group", "status"]
+            "ratio_ggda_over_peer", "ggda_group_s", "peer_over_ggda_group", "fast_spearman", "fast_s",
+            "ratio_fast_over_peer", "peer_over_fast_group", "status"]
     with pd.option_context("display.width", 250, "display.max_columns", 30, "display.max_colwidth", 70,
                            "display.float_format", "{:.3g}".format):
         print(f"\nggda against its peers ({torch.get_num_threads()} threads, medians of {args.repeats}), "

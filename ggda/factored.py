@@ -314,6 +314,30 @@ class FactoredEngine:
             acc[i] = feat if acc[i] is None else acc[i] + feat
         return torch.cat([f.reshape(f.shape[0], -1) for f in acc], 1)
 
+    def factors(self, xs: Sequence[torch.Tensor], y: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per covered layer, every sample's input with its bias column (B, n_in) and output gradient
+        (B, n_out): the per-sample gradient of the layer is their outer product. Only for layers applied
+        once to a single position per sample (ordinary MLP layers; see :func:`single_position_layers`)."""
+        logits, calls = self._forward(xs)
+        if len(calls) != len(self._modules) or any(a.dim() != 2 for _, a, _ in calls):
+            raise ValueError("exact factored inner products need every covered layer applied once to 2-D inputs")
+        with torch.enable_grad():
+            total = per_sample_output(logits, y, self.output).sum()
+            grads = torch.autograd.grad(total, [o for _, _, o in calls], allow_unused=True)
+        out: list = [None] * len(self._modules)
+        for (i, a, o), delta in zip(calls, grads):
+            a = torch.cat([a, a.new_ones(len(a), 1)], 1) if self.projector.layers[i].bias else a
+            out[i] = (a, torch.zeros_like(o) if delta is None else delta)
+        return out
+
+    def iter_factors(self, tensors: Sequence[torch.Tensor], progress: bool = False, desc: str = "factors"):
+        """Yield (row slice, :meth:`factors`) over the data in batches of ``batch_size``."""
+        n = len(tensors[0])
+        for lo in tqdm(range(0, n, self.batch_size), desc=desc, disable=not progress, leave=False):
+            rows = slice(lo, min(lo + self.batch_size, n))
+            xs, y = split_batch(tuple(t[rows] for t in tensors), self.model, self.device)
+            yield rows, self.factors(xs, y)
+
     def features(self, xs: Sequence[torch.Tensor], y: torch.Tensor, w: torch.Tensor | None = None,
                  return_logits: bool = False):
         """Per-sample factored features (B, D) of one batch (inputs already on the device); with
@@ -398,3 +422,38 @@ class FactoredEngine:
         """Yield (group ids, features) once for all groups (k x D fits in memory by construction)."""
         feats = self.compute(tensors, labels, weights, progress, desc)
         yield np.arange(len(feats)), feats
+
+
+def single_position_layers(model: nn.Module, params, sample: Sequence[torch.Tensor],
+                           device: str | torch.device = "cpu") -> FactoredProjector | None:
+    """A projector-less (all identity) layer map for exact inner products, when every selected
+    parameter is in an ``nn.Linear`` applied once to one position per sample (checked on ``sample``, the
+    first rows of the data: tensors (inputs..., labels)); None otherwise.
+
+    Then grad_z . grad_i = sum over layers of (delta_z . delta_i)(a_z . a_i): the exact inner products
+    of per-sample gradients from activations and output gradients alone, never forming a gradient
+    (the "ghost" inner products used for private training)."""
+    names = select_parameters(model, params)
+    layers, skipped = _covered_layers(model, names)
+    if skipped or not layers or not all(isinstance(module, nn.Linear) for _, module, _, _ in layers):
+        return None
+    full = sum(math.prod(_layer_sizes(module, bias)) for _, module, _, bias in layers)
+    projector = FactoredProjector(model, params, full)  # every layer fits its share: all identities
+    engine = FactoredEngine(model, projector, "loss", 1, device)
+    xs, y = split_batch(tuple(t[:2] for t in sample), engine.model, engine.device)
+    try:
+        engine.factors(xs, y)
+    except ValueError:
+        return None
+    return projector
+
+
+def factor_inner_products(left: list[tuple[torch.Tensor, torch.Tensor]],
+                          right: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """(m, B) exact inner products of per-sample gradients, from :meth:`FactoredEngine.factors` of two
+    batches: sum over layers of (D_left D_right^T) * (A_left A_right^T)."""
+    total = None
+    for (a_l, d_l), (a_r, d_r) in zip(left, right):
+        term = (d_l @ d_r.T).mul_(a_l @ a_r.T)
+        total = term if total is None else total.add_(term)
+    return total

@@ -256,3 +256,24 @@ def test_dense_influence_refuses_a_projection(small_digits):
     run = train.fit("lr", small_digits, progress=False)
     with pytest.raises(ValueError, match="projection='factored'"):
         ggda.attribute("if", run, small_digits.train, small_digits.test, proj_dim=64, progress=False)
+
+
+@pytest.mark.parametrize("name", ["lr", "ann-s"])
+def test_exact_tracin_from_factors_equals_per_sample_gradients(digits, digit_runs, name):
+    """Unprojected TracIn on an MLP: (delta_z . delta_i)(a_z . a_i) summed over layers is the exact
+    inner product of per-sample gradients, for individual and group scores."""
+    run = digit_runs[name]
+    targets = torch.utils.data.TensorDataset(*(t[:15] for t in digits.test.tensors))
+    groups = ggda.grouping.make("random", run, digits, 16, seed=0)
+    for g in (None, groups):
+        fast = ggda.attribute("tracin", run, digits.train, targets, g, progress=False, device="cpu")
+        ref = ggda.attribute("tracin", run, digits.train, targets, g, progress=False, device="cpu",
+                             projection="dense")
+        assert fast.options["inner_products"] == "factored" and ref.options["inner_products"] == "gradients"
+        np.testing.assert_allclose(fast.scores, ref.scores, rtol=1e-4, atol=1e-6 * np.abs(ref.scores).max())
+
+
+def test_exact_tracin_falls_back_to_gradients_for_convolutions(small_digits):
+    run = train.fit("cnn", small_digits, {"epochs": 1}, progress=False)
+    attr = ggda.attribute("tracin", run, small_digits.train, small_digits.test, progress=False, device="cpu")
+    assert attr.options["inner_products"] == "gradients"
