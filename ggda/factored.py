@@ -312,7 +312,10 @@ class FactoredEngine:
             else:
                 feat = _linear_feature(a, delta, p_out, p_in, layer.bias)
             acc[i] = feat if acc[i] is None else acc[i] + feat
-        return torch.cat([f.reshape(f.shape[0], -1) for f in acc], 1)
+        first = calls[0][1]
+        b = first.shape[0]
+        return torch.cat([first.new_zeros(b, layer.dim) if f is None else f.reshape(b, -1)  # unused layer: 0
+                          for f, layer in zip(acc, self.projector.layers)], 1)
 
     def factors(self, xs: Sequence[torch.Tensor], y: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per covered layer, every sample's input with its bias column (B, n_in) and output gradient
