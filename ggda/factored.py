@@ -82,7 +82,8 @@ def _layer_sizes(module: nn.Module, bias: bool) -> tuple[int, int]:
     return w.shape[0], math.prod(w.shape[1:]) + int(bias)
 
 
-def _covered_layers(model: nn.Module, names: Sequence[str]) -> tuple[list[tuple[str, nn.Module, list[str], bool]], list[str]]:
+def _covered_layers(model: nn.Module,
+                    names: Sequence[str]) -> tuple[list[tuple[str, nn.Module, list[str], bool]], list[str]]:
     """(module name, module, covered parameter names, bias covered) per supported layer whose weight is
     selected, in model order, and the selected parameter names left uncovered."""
     selected = set(names)

@@ -201,8 +201,8 @@ def influence(run, train, targets, groups=None, *, damping: float | None = None,
     centre: subtract |G| times the mean training gradient (retraining averages over the kept points).
     projection: "dense" (default: the exact curvature of the unprojected gradients, as above) or
         "factored" (features and curvature in a proj_dim-dimensional Kronecker-factored space, see the
-        module docstring; curvature "gauss-newton" or "empirical-fisher"; solver does not apply). "auto" is "factored" when
-        proj_dim is given and every selected parameter is in a supported layer.
+        module docstring; curvature "gauss-newton" or "empirical-fisher"; solver does not apply).
+        "auto" is "factored" when proj_dim is given and every selected parameter is in a supported layer.
     """
     dev = resolve_device(device)
     timer = Timer(dev)
@@ -242,8 +242,8 @@ def influence(run, train, targets, groups=None, *, damping: float | None = None,
     return Attribution("if", scores.cpu().double().numpy(), groups, timer.finish(groups.seconds), opts)
 
 
-def _factored_influence(run, tr, te, groups, timer: Timer, *, damping, curvature: str, proj_dim: int, proj_kind: str, proj_seed: int,
-                        params, centre: bool, batch_size: int, device, progress: bool) -> Attribution:
+def _factored_influence(run, tr, te, groups, timer: Timer, *, damping, curvature: str, proj_dim: int, proj_kind: str,
+                        proj_seed: int, params, centre: bool, batch_size: int, device, progress: bool) -> Attribution:
     """Influence in the factored feature space (module docstring)."""
     if curvature not in ("gauss-newton", "empirical-fisher"):
         raise ValueError(f"the factored projection supports curvature 'gauss-newton' or 'empirical-fisher', "

@@ -94,8 +94,9 @@ def trak(runs, train, targets, groups=None, *, proj_dim: int | None = 256, proje
     independently trained TrainRuns; their final models are used). Model j uses projection seed
     ``proj_seed + j``. proj_dim: feature size (None: no projection, the raw gradients). projection:
     "dense", "factored" (per-layer Kronecker factors; proj_dim is the total size shared by the layers)
-    or "auto" (factored when every selected parameter is in a supported layer, else dense). store: a ggda.gradients.GradientStore (or a folder) keeping each model's
-    projected training-side features for reuse by later calls (e.g. new targets)."""
+    or "auto" (factored when every selected parameter is in a supported layer, else dense).
+    store: a ggda.gradients.GradientStore (or a folder) keeping each model's projected training-side
+    features for reuse by later calls (e.g. new targets)."""
     store = GradientStore(store) if isinstance(store, (str, os.PathLike)) else store
     runs = ensemble(runs, damping)
     dev = resolve_device(device)
@@ -121,5 +122,6 @@ def trak(runs, train, targets, groups=None, *, proj_dim: int | None = 256, proje
     with timer("scoring_s"):
         scores = (score_sum / len(runs)) * (q_sum / len(runs))
     opts = {"models": len(runs), "proj_dim": proj_dim, "proj_kind": proj_kind, "proj_seed": proj_seed,
-            **projection_options(engine.projector), "damping": damping, "params": params if isinstance(params, str) else list(params)}
+            **projection_options(engine.projector), "damping": damping,
+            "params": params if isinstance(params, str) else list(params)}
     return Attribution("trak", scores.cpu().numpy(), groups, timer.finish(groups.seconds), opts)
