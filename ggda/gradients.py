@@ -236,7 +236,8 @@ class GradientEngine:
         # Each block's per-parameter gradients are written once, straight into a reused buffer (no
         # flat copy, no concatenation of blocks): at 10^5 parameters those copies cost as much as the
         # projection itself.
-        rows = max(32, PROJECT_BUFFER_BYTES // (4 * self.dim))
+        k = len(tensors[0]) if labels is None else int(np.max(labels)) + 1
+        rows = min(k, max(32, PROJECT_BUFFER_BYTES // (4 * self.dim)))  # never more rows than groups to come
         buf = torch.empty(rows, self.dim, dtype=self.dtype, device=self.device)
         ids_buf, pending = [], 0
         for ids, parts in raw:
