@@ -135,6 +135,7 @@ BAD_CONFIGS = [
     ({"datasets": [{"name": "digits", "models": ["lr"], "hparams": {"lr": {"epochz": 3}}}]},
      "datasets[0].hparams.lr.epochz"),
     ({"attribution": {"targets": 0}}, "attribution.targets"),
+    ({"attribution": {"options": {"trak": {"projection": "kronecker"}}}}, "attribution.options.trak.projection"),
 ]
 
 
