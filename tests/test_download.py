@@ -20,6 +20,7 @@ from typing import Callable
 
 import numpy as np
 import pytest
+from _archives import cifar_tar_gz
 
 from ggda.data import download as dl
 from ggda.data import sources
@@ -80,15 +81,9 @@ def make_cifar(rows_per_batch: int = 4, n_test: int = 6, seed: int = 0) -> tuple
     members["batches.meta"] = pickle.dumps(
         {b"label_names": [n.encode() for n in CIFAR_NAMES], b"num_cases_per_batch": rows_per_batch,
          b"num_vis": 3072}, protocol=2)
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, blob in members.items():
-            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
-            info.size = len(blob)
-            tar.addfile(info, io.BytesIO(blob))
     arrays = {"x_train": np.concatenate(xs).reshape(-1, 3, 32, 32), "y_train": np.array(ys),
               "x_test": test_data.reshape(-1, 3, 32, 32), "y_test": np.array(test_labels)}
-    return buf.getvalue(), arrays
+    return cifar_tar_gz(members), arrays
 
 
 QNLI_HEADER = "index\tquestion\tsentence\tlabel\n"

@@ -6,14 +6,13 @@ of present files writes nothing there.
 
 from __future__ import annotations
 
-import io
 import os
 import pickle
-import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _archives import cifar_tar_gz
 
 from ggda.data import sources
 from ggda.data.errors import FormatError
@@ -118,13 +117,7 @@ def test_fetch_cifar10_real_images_channel_order(tmp_path):
     members = {f"data_batch_{k + 1}": batch(slice(4 * k, 4 * k + 4)) for k in range(5)}
     members["test_batch"] = batch(slice(0, 20))
     members["batches.meta"] = pickle.dumps({b"label_names": [n.encode() for n in names]}, protocol=2)
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, blob in members.items():
-            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
-            info.size = len(blob)
-            tar.addfile(info, io.BytesIO(blob))
-    (tmp_path / "cifar-10-python.tar.gz").write_bytes(buf.getvalue())
+    (tmp_path / "cifar-10-python.tar.gz").write_bytes(cifar_tar_gz(members))
 
     raw = sources.fetch_cifar10(tmp_path, download=False)
     assert raw.x_test.shape == (20, 3, 32, 32) and raw.x_train.shape == (20, 3, 32, 32)
