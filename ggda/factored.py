@@ -41,7 +41,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .gradients import check_engine_options, per_sample_output, select_parameters
+from .gradients import (check_engine_options, check_projection_kind, per_sample_output, random_matrix,
+                        select_parameters)
 from .train import resolve_device, split_batch
 
 log = logging.getLogger(__name__)
@@ -140,8 +141,7 @@ class FactoredProjector:
 
     def __init__(self, model: nn.Module, params: str | Sequence[str] = "all", proj_dim: int = 512,
                  kind: str = "gaussian", seed: int = 0):
-        if kind not in ("gaussian", "rademacher"):
-            raise ValueError(f"projection kind must be 'gaussian' or 'rademacher', got {kind!r}")
+        check_projection_kind(kind)
         if not isinstance(proj_dim, int) or proj_dim <= 0:
             raise ValueError(f"proj_dim must be a positive integer for the factored projection, got {proj_dim!r}")
         names = select_parameters(model, params)
@@ -166,12 +166,7 @@ class FactoredProjector:
         return [n for layer in self.layers for n in layer.params]
 
     def _random(self, rows: int, cols: int, seed: int) -> torch.Tensor:
-        gen = torch.Generator().manual_seed(seed)
-        if self.kind == "gaussian":
-            m = torch.randn(rows, cols, generator=gen, dtype=torch.float64)
-        else:
-            m = torch.randint(0, 2, (rows, cols), generator=gen).double().mul_(2).sub_(1)
-        return m / math.sqrt(cols)
+        return random_matrix(rows, cols, self.kind, seed, torch.float64) / math.sqrt(cols)
 
     def matrices(self, index: int, dtype: torch.dtype = torch.float64,
                  device: str | torch.device = "cpu") -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -297,16 +292,20 @@ class FactoredEngine:
                 p.requires_grad_(flag)
         return logits, calls
 
-    @torch.no_grad()
-    def _project(self, calls, total: torch.Tensor, retain_graph: bool = False) -> torch.Tensor:
-        """Per-sample features (B, D) of the scalar ``total`` (a sum of per-sample terms)."""
+    @staticmethod
+    def _deltas(calls, total: torch.Tensor, retain_graph: bool = False) -> list[torch.Tensor]:
+        """d total / d output of every recorded layer call (zeros for an output ``total`` ignores)."""
         outputs = [o for _, _, o in calls]
         with torch.enable_grad():
             grads = torch.autograd.grad(total, outputs, allow_unused=True, retain_graph=retain_graph)
+        return [torch.zeros_like(o) if g is None else g for o, g in zip(outputs, grads)]
+
+    @torch.no_grad()
+    def _project(self, calls, total: torch.Tensor, retain_graph: bool = False) -> torch.Tensor:
+        """Per-sample features (B, D) of the scalar ``total`` (a sum of per-sample terms)."""
         acc: list[torch.Tensor | None] = [None] * len(self._modules)
-        for (i, a, out), delta in zip(calls, grads):
+        for (i, a, _), delta in zip(calls, self._deltas(calls, total, retain_graph)):
             layer, module = self.projector.layers[i], self._modules[i]
-            delta = torch.zeros_like(out) if delta is None else delta
             p_out, p_in = self.projector.matrices(i, self.dtype, self.device)
             if isinstance(module, nn.Conv2d):
                 feat = _conv_feature(module, a, delta, p_out, p_in, layer.bias)
@@ -327,11 +326,9 @@ class FactoredEngine:
             raise ValueError("exact factored inner products need every covered layer applied once to 2-D inputs")
         with torch.enable_grad():
             total = per_sample_output(logits, y, self.output).sum()
-            grads = torch.autograd.grad(total, [o for _, _, o in calls], allow_unused=True)
         out: list = [None] * len(self._modules)
-        for (i, a, o), delta in zip(calls, grads):
-            a = torch.cat([a, a.new_ones(len(a), 1)], 1) if self.projector.layers[i].bias else a
-            out[i] = (a, torch.zeros_like(o) if delta is None else delta)
+        for (i, a, _), delta in zip(calls, self._deltas(calls, total)):
+            out[i] = (_project_in(a, None, self.projector.layers[i].bias), delta)
         return out
 
     def iter_factors(self, tensors: Sequence[torch.Tensor], progress: bool = False, desc: str = "factors"):
@@ -342,16 +339,14 @@ class FactoredEngine:
             xs, y = split_batch(tuple(t[rows] for t in tensors), self.model, self.device)
             yield rows, self.factors(xs, y)
 
-    def features(self, xs: Sequence[torch.Tensor], y: torch.Tensor, w: torch.Tensor | None = None,
-                 return_logits: bool = False):
-        """Per-sample factored features (B, D) of one batch (inputs already on the device); with
-        ``return_logits`` also the logits (B, C), detached."""
+    def _batch(self, xs: Sequence[torch.Tensor], y: torch.Tensor, w: torch.Tensor | None, keep_graph: bool = False):
+        """Per-sample features (B, D) of the (weighted) output of one batch (inputs on the device), the
+        logits (B, C) and the layer calls; ``keep_graph`` keeps the graph for further backward passes."""
         logits, calls = self._forward(xs)
         with torch.enable_grad():
             out = per_sample_output(logits, y, self.output)
             total = (out if w is None else out * w).sum()
-        feats = self._project(calls, total)
-        return (feats, logits.detach()) if return_logits else feats
+        return self._project(calls, total, retain_graph=keep_graph), logits, calls
 
     def _gauss_newton_moment(self, logits: torch.Tensor, calls) -> torch.Tensor:
         """sum_i sum_c p_ic g_ic g_ic^T (D, D) float64 over the batch, g_ic the feature of the loss with
@@ -394,11 +389,7 @@ class FactoredEngine:
             idx = torch.arange(lo, min(lo + self.batch_size, n))
             xs, y = split_batch(tuple(t[idx] for t in tensors), self.model, self.device)
             w = None if w_all is None else w_all[idx].to(self.device)
-            logits, calls = self._forward(xs)
-            with torch.enable_grad():
-                out = per_sample_output(logits, y, self.output)
-                value = (out if w is None else out * w).sum()
-            phi = self._project(calls, value, retain_graph=moment == "gauss-newton")
+            phi, logits, calls = self._batch(xs, y, w, keep_graph=moment == "gauss-newton")
             logits_all.append(logits.detach())
             if labels is None:
                 feats[lo:lo + len(idx)] = phi

@@ -81,6 +81,23 @@ def per_sample_output(logits: torch.Tensor, y: torch.Tensor, output: str) -> tor
 
 
 # ------------------------------------------------------------------------------------- projection
+PROJECTION_KINDS = ("gaussian", "rademacher")
+
+
+def check_projection_kind(kind: str) -> None:
+    if kind not in PROJECTION_KINDS:
+        raise ValueError(f"projection kind must be 'gaussian' or 'rademacher', got {kind!r}")
+
+
+def random_matrix(rows: int, cols: int, kind: str, seed: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A (rows, cols) matrix of N(0, 1) ("gaussian") or +-1 ("rademacher") entries from ``seed``,
+    generated in ``dtype`` (the values depend on it), unscaled."""
+    gen = torch.Generator().manual_seed(seed)
+    if kind == "gaussian":
+        return torch.randn(rows, cols, generator=gen, dtype=dtype)
+    return torch.randint(0, 2, (rows, cols), generator=gen).to(dtype).mul_(2).sub_(1)
+
+
 #: How many projection matrices (each at most ``max_cached_bytes``) the process keeps.
 MATRIX_CACHE_SIZE = 4
 _MATRICES: OrderedDict = OrderedDict()
@@ -99,8 +116,7 @@ class Projector:
 
     def __init__(self, p: int, d: int, kind: str = "gaussian", seed: int = 0, block_rows: int = 8192,
                  max_cached_bytes: int = 512 * 2**20):
-        if kind not in ("gaussian", "rademacher"):
-            raise ValueError(f"projection kind must be 'gaussian' or 'rademacher', got {kind!r}")
+        check_projection_kind(kind)
         if d <= 0 or p <= 0:
             raise ValueError(f"projection sizes must be positive, got p={p}, d={d}")
         self.p, self.d, self.kind, self.seed, self.block_rows = p, d, kind, seed, block_rows
@@ -108,11 +124,7 @@ class Projector:
 
     def _block(self, b: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         rows = min(self.block_rows, self.p - b * self.block_rows)
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + b)
-        if self.kind == "gaussian":
-            m = torch.randn(rows, self.d, generator=gen)
-        else:
-            m = torch.randint(0, 2, (rows, self.d), generator=gen).float().mul_(2).sub_(1)
+        m = random_matrix(rows, self.d, self.kind, self.seed * 1_000_003 + b)
         return m.to(device=device, dtype=dtype)
 
     def _cached_matrix(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:

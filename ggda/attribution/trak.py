@@ -32,6 +32,11 @@ from .base import (Attribution, Timer, as_tensors, cached_train_features, make_e
                    projection_options, resolve_groups)
 
 
+def _label_probability(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """p(y_i) for every row of logits (B, C), (B,)."""
+    return logits.softmax(-1).gather(1, y[:, None]).squeeze(1)
+
+
 @torch.no_grad()
 def correct_class_probability(model, tensors, batch_size: int, device) -> torch.Tensor:
     """p_i(y_i) for every row, (n,)."""
@@ -39,8 +44,7 @@ def correct_class_probability(model, tensors, batch_size: int, device) -> torch.
     n = len(tensors[0])
     for lo in range(0, n, batch_size):
         xs, y = split_batch(tuple(t[lo:lo + batch_size] for t in tensors), model, device)
-        probs = model(*xs).softmax(-1)
-        out.append(probs.gather(1, y[:, None]).squeeze(1))
+        out.append(_label_probability(model(*xs), y))
     return torch.cat(out)
 
 
@@ -67,7 +71,7 @@ def model_features(run, j: int, tensors, groups, *, proj_dim: int | None, proj_k
     elif isinstance(engine, FactoredEngine):  # Q from the same pass's logits: no second forward pass
         res = engine.pass_over(tensors, groups.labels, progress=progress, desc=f"TRAK train model {j}")
         phi, y = res["features"], tensors[-1].to(device)
-        q = 1.0 - res["logits"].softmax(-1).gather(1, y[:, None]).squeeze(1).double()
+        q = 1.0 - _label_probability(res["logits"], y).double()
     else:
         phi = engine.compute(tensors, groups.labels, progress=progress, desc=f"TRAK train model {j}")
     if q is None:

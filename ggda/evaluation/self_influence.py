@@ -119,8 +119,8 @@ def _if_self(run, tr, groups: Groups, *, timer: Timer, device: torch.device, par
 
 def _tracin_self(run, tr, groups: Groups, *, timer: Timer, device: torch.device,
                  checkpoints: Sequence[int] | None = None, proj_dim: int | None = None, projection: str = "auto",
-                 proj_kind: str = "gaussian", proj_seed: int = 0, params: str | Sequence[str] = "all", batch_size: int = 256,
-                 progress: bool = True):
+                 proj_kind: str = "gaussian", proj_seed: int = 0, params: str | Sequence[str] = "all",
+                 batch_size: int = 256, progress: bool = True):
     ck_ids = checkpoint_ids(run, checkpoints)
     projector = make_projector(run.model, params, proj_dim, proj_kind, proj_seed, projection)
     scores = torch.zeros(groups.k, dtype=torch.float64)
@@ -145,14 +145,15 @@ def _trak_self(runs, tr, groups: Groups, *, timer: Timer, device: torch.device, 
     q_sum = torch.zeros(groups.k, dtype=torch.float64, device=device)
     for j, run in enumerate(runs):
         with timer("train_gradients_s"):
-            _, phi, q_group = model_features(run, j, tr, groups, proj_dim=proj_dim, proj_kind=proj_kind,
-                                             proj_seed=proj_seed, params=params, store=None,
-                                             batch_size=batch_size, device=device, progress=progress,
-                                             projection=projection)
+            engine, phi, q_group = model_features(run, j, tr, groups, proj_dim=proj_dim, proj_kind=proj_kind,
+                                                  proj_seed=proj_seed, params=params, store=None,
+                                                  batch_size=batch_size, device=device, progress=progress,
+                                                  projection=projection)
             q_sum += q_group
         with timer("solve_s"):
             self_sum += (kernel_solve(phi, sizes, damping, phi) * phi).sum(1)  # phi_G^T K^-1 phi_G
     scores = (self_sum / len(runs)) * (q_sum / len(runs))
     opts = {"models": len(runs), "proj_dim": proj_dim, "proj_kind": proj_kind, "proj_seed": proj_seed,
-            "projection": projection, "damping": damping, "params": params if isinstance(params, str) else list(params)}
+            **projection_options(engine.projector), "damping": damping,
+            "params": params if isinstance(params, str) else list(params)}
     return scores.cpu().numpy(), opts
