@@ -284,13 +284,19 @@ def captum_tracin(s: Setup) -> np.ndarray:
     return scores.detach().double().numpy() * SIGN[("captum", "tracin")]
 
 
-def dattri_tracin(s: Setup) -> np.ndarray:
+def dattri_task(s: Setup, output: str, checkpoints, target_too: bool = False):
+    """(dattri AttributionTask, its private model copy) with ``output`` as the loss (and the target
+    function too when ``target_too``)."""
     task_mod = import_peer("dattri.task")
-    tracin_mod = import_peer("dattri.algorithm.tracin")
     model = s.fresh_model()
-    sample_ndim = s.train_tensors[0].dim() - 1
-    task = task_mod.AttributionTask(loss_func=functional_output(model, "loss", sample_ndim), model=model,
-                                    checkpoints=[s.run.checkpoints[i].state_dict for i in s.checkpoints])
+    fn = functional_output(model, output, s.train_tensors[0].dim() - 1)
+    extra = {"target_func": fn} if target_too else {}
+    return task_mod.AttributionTask(loss_func=fn, model=model, checkpoints=checkpoints, **extra), model
+
+
+def dattri_tracin(s: Setup) -> np.ndarray:
+    tracin_mod = import_peer("dattri.algorithm.tracin")
+    task, _ = dattri_task(s, "loss", [s.run.checkpoints[i].state_dict for i in s.checkpoints])
     lrs = torch.tensor([s.run.checkpoints[i].lr for i in s.checkpoints], dtype=torch.float64)
     # dattri projects to 512 dimensions unless told not to; its projector settings are a module-level
     # dict updated in place, so the full dict is passed and projection is switched off afterwards.
@@ -372,13 +378,8 @@ def dattri_shared_projection(trak_mod, proj: ggda_gradients.Projector, on_train_
 
 
 def dattri_trak(s: Setup) -> np.ndarray:
-    task_mod = import_peer("dattri.task")
     trak_mod = import_peer("dattri.algorithm.trak")
-    model = s.fresh_model()
-    sample_ndim = s.train_tensors[0].dim() - 1
-    out_fn = functional_output(model, "margin", sample_ndim)
-    task = task_mod.AttributionTask(loss_func=out_fn, model=model, target_func=out_fn,
-                                    checkpoints=[s.run.model.state_dict()])
+    task, model = dattri_task(s, "margin", [s.run.model.state_dict()], target_too=True)
 
     def correct_probability(params, data):
         x, y = data
@@ -405,12 +406,8 @@ def dattri_trak(s: Setup) -> np.ndarray:
 
 
 def dattri_if(s: Setup) -> np.ndarray:
-    task_mod = import_peer("dattri.task")
     if_mod = import_peer("dattri.algorithm.influence_function")
-    model = s.fresh_model()
-    sample_ndim = s.train_tensors[0].dim() - 1
-    task = task_mod.AttributionTask(loss_func=functional_output(model, "loss", sample_ndim), model=model,
-                                    checkpoints=s.run.model.state_dict())
+    task, _ = dattri_task(s, "loss", s.run.model.state_dict())
     names = s.param_names(s.if_params)
     layer = None if s.if_params == "all" else names
     # dattri's Hessian is of the mean loss: ggda's ridge n (wd + damping) on the summed loss is wd + damping
