@@ -137,6 +137,14 @@ def default_damping(model_name: str) -> float:
     return 0.0 if model_name == "lr" else 0.1
 
 
+def resolve_damping(run, damping: float | None) -> float:
+    """``damping``, or :func:`default_damping` for the run's model when None; checked non-negative."""
+    damping = default_damping(run.model_name) if damping is None else float(damping)
+    if damping < 0:
+        raise ValueError(f"damping must be non-negative, got {damping}")
+    return damping
+
+
 class InverseCurvature:
     """Applies (H + n (weight_decay + damping) I)^-1 to rows of vectors, H the curvature of the summed
     training loss at ``engine``'s parameters (see :func:`influence` for the options).
@@ -152,9 +160,7 @@ class InverseCurvature:
             raise ValueError(f"solver must be 'auto', 'exact' or 'cg', got {solver!r}")
         if curvature not in ("gauss-newton", "hessian"):
             raise ValueError(f"curvature must be 'gauss-newton' or 'hessian', got {curvature!r}")
-        self.damping = default_damping(run.model_name) if damping is None else float(damping)
-        if self.damping < 0:
-            raise ValueError(f"damping must be non-negative, got {self.damping}")
+        self.damping = resolve_damping(run, damping)
         self.engine, self.tensors, self.curvature = engine, tensors, curvature
         self.solver = ("exact" if engine.dim <= exact_max_params else "cg") if solver == "auto" else solver
         self.ridge = len(tensors[0]) * (run.hparams.weight_decay + self.damping)
@@ -249,9 +255,7 @@ def _factored_influence(run, tr, te, groups, timer: Timer, *, damping, curvature
         raise ValueError(f"the factored projection supports curvature 'gauss-newton' or 'empirical-fisher', "
                          f"got {curvature!r}")
     n = len(tr[0])
-    damping = default_damping(run.model_name) if damping is None else float(damping)
-    if damping < 0:
-        raise ValueError(f"damping must be non-negative, got {damping}")
+    damping = resolve_damping(run, damping)
     projector = make_projector(run.model, params, proj_dim, proj_kind, proj_seed, "factored")
     engine = make_engine(run.model, params, "loss", projector, batch_size, device)
     with timer("train_gradients_s"):
