@@ -89,6 +89,10 @@ DATASET_MODEL_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
     ("heloc", "lr"): {"weight_decay": 1e-3},
     ("heloc", "ann-s"): {"epochs": 20, "batch_size": 128},
     ("heloc", "ann-m"): {"epochs": 20, "batch_size": 128},
+    # affairs (6,366 rows, 8 features): test accuracy lr 0.718, ann-s 0.721, ann-m 0.717 (seed 0, CPU)
+    ("affairs", "lr"): {"weight_decay": 1e-3},
+    ("affairs", "ann-s"): {"epochs": 20, "batch_size": 128},
+    ("affairs", "ann-m"): {"epochs": 20, "batch_size": 128},
     ("mnist", "cnn"): {"epochs": 8},
 }
 

@@ -84,7 +84,7 @@ def test_bad_arguments_name_the_problem(kwargs, match):
 
 def test_registry_lists_every_dataset():
     names = {row["name"] for row in gdata.list_datasets()}
-    assert names == {"digits", "breast_cancer", "heloc", "mnist", "cifar10", "qnli"}
+    assert names == {"digits", "breast_cancer", "heloc", "affairs", "mnist", "cifar10", "qnli"}
 
 
 def test_word_tokenizer_pairs():

@@ -89,7 +89,7 @@ def load(
 ) -> DataBundle:
     """Load a registered data set (``ggda datasets`` lists them).
 
-    name: registry name, e.g. "digits", "breast_cancer", "heloc", "mnist", "cifar10", "qnli".
+    name: registry name, e.g. "digits", "breast_cancer", "heloc", "affairs", "mnist", "cifar10", "qnli".
     root: folder holding the published files; default ``data/raw/<name>`` (see :func:`default_root`).
         Files present there are used without network; missing ones are downloaded into it.
     download: allow downloading missing files; False raises DataError naming the missing files.

@@ -272,6 +272,76 @@ def read_heloc(path: str | os.PathLike) -> tuple[pd.DataFrame, np.ndarray, list[
     return X, y, feature_names
 
 
+# ---------------------------------------------------------------------------------------- AFFAIRS
+
+AFFAIRS_TARGET = "affairs"
+"""Column of the yearly time spent in extramarital affairs (a non-negative float); the label is
+whether it is positive."""
+AFFAIRS_FEATURES = ["rate_marriage", "age", "yrs_married", "children", "religious", "educ",
+                    "occupation", "occupation_husb"]
+"""The 8 feature columns of statsmodels' ``fair.csv``, in file order."""
+AFFAIRS_CLASSES = ["no affair", "affair"]
+"""Class index -> name: 0 = ``affairs`` is 0, 1 = ``affairs`` > 0."""
+
+
+def read_affairs(path: str | os.PathLike) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
+    """Read Fair's (1978) extramarital affairs table, statsmodels' ``fair.csv``.
+
+    Comma-separated with a header naming at least the 8 columns of `AFFAIRS_FEATURES` and
+    ``affairs``; other columns (e.g. a pandas index) are ignored. The official file has 6,366 data rows.
+    Label: 1 (affair) if ``affairs`` > 0, else 0 (no affair).
+
+    Returns (X: DataFrame (n, 8) float64 with a fresh 0..n-1 index, columns in file order,
+    y: (n,) int64, feature_names: the 8 column names in file order). Raises FormatError naming the
+    file for an unreadable or empty table, a missing column (listing the columns found), an empty
+    or non-numeric value (naming column, row and line) or a negative ``affairs``.
+    """
+    path = Path(path)
+    try:
+        df = pd.read_csv(path, sep=",", encoding="utf-8-sig", dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        raise FormatError(f"{path}: not a readable affairs table ({exc})") from exc
+    df.columns = [str(c).strip() for c in df.columns]
+    wanted = [*AFFAIRS_FEATURES, AFFAIRS_TARGET]
+    missing = [c for c in wanted if c not in df.columns]
+    if missing:
+        raise FormatError(
+            f"{path}: column(s) {missing} missing; columns found: {list(df.columns)}. "
+            f"Is this statsmodels' fair.csv (comma-separated, header {wanted})?"
+        )
+    if df.empty:
+        raise FormatError(f"{path}: no data rows after the header")
+    extra = [c for c in df.columns if c not in wanted]
+    if extra:
+        logger.info("%s: ignoring column(s) %s", path, extra)
+    feature_names = [c for c in df.columns if c in AFFAIRS_FEATURES]  # file order
+
+    values = {}
+    for col in wanted:
+        text = df[col].str.strip()
+        num = pd.to_numeric(text, errors="coerce")
+        bad = num.isna().to_numpy()
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            what = "empty" if text.iloc[row] == "" else "non-numeric"
+            raise FormatError(
+                f"{path}: {what} value {df[col].iloc[row]!r} in column {col!r}, data row {row + 1} "
+                f"(line {row + 2}); every value must be a number"
+            )
+        values[col] = num.to_numpy(dtype=np.float64)
+    affairs = values[AFFAIRS_TARGET]
+    negative = np.flatnonzero(affairs < 0)
+    if negative.size:
+        row = int(negative[0])
+        raise FormatError(
+            f"{path}: negative {AFFAIRS_TARGET} value {float(affairs[row])!r} in data row {row + 1} "
+            f"(line {row + 2}); it is a time spent in affairs, so it must be >= 0"
+        )
+    X = pd.DataFrame({c: values[c] for c in feature_names})
+    y = (affairs > 0).astype(np.int64)
+    return X, y, feature_names
+
+
 # ------------------------------------------------------------------------------------------- QNLI
 
 QNLI_CLASSES = ["entailment", "not_entailment"]

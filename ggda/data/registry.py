@@ -32,6 +32,9 @@ REGISTRY: dict[str, DatasetInfo] = {
                     "scikit-learn load_breast_cancer (Wisconsin diagnostic, 569 rows, 30 features)"),
         DatasetInfo("heloc", "tabular", 2, ("lr", "ann-s", "ann-m"), False,
                     "FICO HELOC as prepared by OpenXAI (Harvard Dataverse files 8550942, 8550943)"),
+        DatasetInfo("affairs", "tabular", 2, ("lr", "ann-s", "ann-m"), False,
+                    "Fair (1978) extramarital affairs, statsmodels fair.csv (tag v0.14.4), md5-checked; "
+                    "fixed 80/20 split"),
         DatasetInfo("mnist", "image", 10, ("lr", "ann-m", "cnn"), False,
                     "MNIST IDX files (torchvision mirrors), md5-checked"),
         DatasetInfo("cifar10", "image", 10, ("resnet9",), False,

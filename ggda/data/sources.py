@@ -25,10 +25,13 @@ from typing import Any
 import numpy as np
 
 from . import download as _dl
+from .bundled import SPLIT_DESCRIPTION, fixed_split
 from .errors import DataError, FormatError
 from .parsers import (
+    AFFAIRS_CLASSES,
     HELOC_CLASSES,
     QNLI_CLASSES,
+    read_affairs,
     read_cifar10_tarball,
     read_heloc,
     read_idx,
@@ -69,6 +72,17 @@ HELOC_FILES: dict[str, dict[str, Any]] = {
                         "md5": None},
     "heloc-test.csv": {"urls": ["https://dataverse.harvard.edu/api/access/datafile/8550943"],
                        "md5": None},
+}
+
+# Fair (1978) as shipped with statsmodels, pinned to a release tag (the file at a tag never changes).
+# statsmodels publishes no checksum: the md5 is that of the file at this tag (sha256
+# fd5f3f094a34fc35ca346a14c359e046ed27843038d6921efcd50a7ab21f6af0), so downloads are verified.
+AFFAIRS_FILES: dict[str, dict[str, Any]] = {
+    "fair.csv": {
+        "urls": ["https://raw.githubusercontent.com/statsmodels/statsmodels/v0.14.4/"
+                 "statsmodels/datasets/fair/fair.csv"],
+        "md5": "614e1af225cd0261334dd2879db3a82f",
+    },
 }
 
 QNLI_FILES: dict[str, dict[str, Any]] = {
@@ -247,6 +261,45 @@ def fetch_heloc(root: str | os.PathLike, download: bool, progress: bool = True) 
         meta=_meta("FICO HELOC as prepared by OpenXAI (Harvard Dataverse)", root, files,
                    dropped_no_record_rows={"train": X_train.attrs.get("n_dropped_no_record", 0),
                                            "test": X_test.attrs.get("n_dropped_no_record", 0)}),
+    )
+
+
+# ---------------------------------------------------------------------------------------- AFFAIRS
+
+
+def fetch_affairs(root: str | os.PathLike, download: bool, progress: bool = True) -> RawData:
+    """Fair's (1978) extramarital affairs data: statsmodels' ``fair.csv`` in `root`.
+
+    No published split: the 6,366 rows are split 80/20, class-stratified, with the fixed seed of the
+    bundled data sets (`ggda.data.bundled.fixed_split`), giving 5,092 train and 1,274 test rows.
+    Returns RawData with x_train (n_train, 8) float64, y_train int64 (1 = affair, i.e.
+    ``affairs`` > 0; 0 = no affair), x_test, y_test likewise, feature_names from the header,
+    class_names ["no affair", "affair"]. Same checksum policy as `fetch_mnist` (the md5 is that of
+    the file at the pinned statsmodels tag).
+    """
+    root = Path(root)
+    files = _ensure("affairs", AFFAIRS_FILES, root, download, progress)
+    path = files["fair.csv"].path
+    try:
+        X, y, names = read_affairs(path)
+    except FormatError as exc:
+        raise FormatError(f"{exc}.{_unverified_hint(files)}") from exc
+    try:
+        x_train, x_test, y_train, y_test = fixed_split(X.to_numpy(dtype=np.float64), y)
+    except ValueError as exc:  # too few rows of a class for a stratified split
+        raise FormatError(
+            f"{path}: cannot split {len(y)} row(s) with class counts "
+            f"{np.bincount(y, minlength=2).tolist()} (no affair, affair) 80/20 by class ({exc})."
+            f"{_unverified_hint(files)}") from exc
+    logger.info("affairs: %d train, %d test rows, %d features from %s",
+                len(x_train), len(x_test), len(names), root)
+    return RawData(
+        x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
+        class_names=list(AFFAIRS_CLASSES), feature_names=list(names),
+        meta=_meta("Fair (1978), A Theory of Extramarital Affairs, J. Political Economy 86(1), "
+                   "45-61; fair.csv as distributed with statsmodels (package BSD-3 licensed; the "
+                   "data included with permission of the author)", root, files,
+                   split=SPLIT_DESCRIPTION),
     )
 
 
