@@ -10,11 +10,15 @@ individual     none: singleton groups (k = n), the individual-attribution baseli
 random         none: a seeded random partition into k groups whose sizes differ by at most one
 kmeans         the flattened inputs, standardised per feature (tabular and image data only)
 repr-kmeans    the model's penultimate representation ``run.model.features(*inputs)``
-grad-kmeans    last-layer per-sample loss gradients in closed form, projected to ``feature_dim`` dims
+grad-kmeans    per-sample loss gradients at the head in closed form (``gradient``: of the head's parameters,
+               of the logits or of the penultimate activations), optionally normalised to unit length,
+               projected to ``feature_dim`` dims
 =============  ==========================================================================================
 
-K-Means groups are not equal in size; ``max_group_size`` splits the large ones. ``within_class=True``
-groups each class separately, so that every group is label-pure. Every point then inherits its group's
+K-Means groups are not equal in size; ``max_group_size`` caps them, either by splitting the large ones
+into random pieces (``oversize="split"``) or by moving their farthest members to the nearest centre
+with room (``oversize="reassign"``). ``within_class=True`` groups each class separately, so that every
+group is label-pure. Every point then inherits its group's
 score divided by the group size (:meth:`Groups.point_scores`); :func:`fidelity` measures how well that
 share tracks individual scores.
 """
@@ -42,8 +46,15 @@ from ._io import atomic_path
 log = logging.getLogger(__name__)
 
 METHODS = ("individual", "random", "kmeans", "repr-kmeans", "grad-kmeans")
+#: What grad-kmeans clusters (:func:`last_layer_gradients`): the loss gradient with respect to the head's
+#: parameters, to the logits, or to the penultimate activations (the head's input).
+GRADIENTS = ("head", "logits", "penultimate")
+#: How ``max_group_size`` treats a larger group: random pieces, or its farthest members moved elsewhere.
+OVERSIZE = ("split", "reassign")
 #: Methods that need a trained model (``run``).
 MODEL_METHODS = ("repr-kmeans", "grad-kmeans")
+#: Methods that cluster with K-Means (scikit-learn).
+KMEANS_METHODS = ("kmeans", "repr-kmeans", "grad-kmeans")
 
 #: K-Means restarts (k-means++ initialisations). One keeps grouping cheap next to attribution; the
 #: paper's point is speed, and more restarts changed fidelity little in our measurements.
@@ -84,6 +95,9 @@ class Groups:
     k_requested: int | None = None
     max_group_size: int | None = None
     feature_dim: int | None = None
+    gradient: str | None = None
+    normalize: bool = False
+    oversize: str | None = None
     seconds: float = 0.0
     feature_seconds: float = 0.0
     cluster_seconds: float = 0.0
@@ -176,7 +190,8 @@ class Groups:
     def _meta(self) -> dict[str, Any]:
         return {"format": _FORMAT_VERSION, "method": self.method, "group_size": self.group_size,
                 "seed": self.seed, "within_class": self.within_class, "k_requested": self.k_requested,
-                "max_group_size": self.max_group_size, "feature_dim": self.feature_dim,
+                "max_group_size": self.max_group_size, "oversize": self.oversize,
+                "feature_dim": self.feature_dim, "gradient": self.gradient, "normalize": self.normalize,
                 "seconds": self.seconds, "feature_seconds": self.feature_seconds,
                 "cluster_seconds": self.cluster_seconds}
 
@@ -209,6 +224,9 @@ def make(
     within_class: bool = False,
     max_group_size: int | None = None,
     feature_dim: int = 256,
+    gradient: str = "head",
+    normalize: bool = False,
+    oversize: str = "split",
     device: str | torch.device = "auto",
     batch_size: int = BATCH_SIZE,
 ) -> Groups:
@@ -224,10 +242,18 @@ def make(
     within_class: group each class separately (k_c = ceil(n_c / s) groups for class c), so that every
         group holds a single label. Valid for random and the K-Means methods (singletons are pure anyway:
         ``individual`` ignores it and records False).
-    max_group_size: split every group larger than this into ceil(size / max) random pieces of sizes
-        differing by at most one (seeded), so the largest group holds at most ``max_group_size`` points.
-    feature_dim: grad-kmeans projects the last-layer gradients to this many dimensions (seeded Gaussian)
-        when they are longer.
+    max_group_size: cap on the number of points in a group (None: no cap); see ``oversize``.
+    oversize: what happens to a group above ``max_group_size``: "split" cuts it into ceil(size / max)
+        random pieces of sizes differing by at most one (more groups than asked); "reassign" (K-Means
+        methods only; needs max_group_size >= group_size) keeps the k clusters and moves the members
+        farthest from a full cluster's centre to the nearest centre that has room (:func:`cap_clusters`).
+    feature_dim: grad-kmeans projects its gradients to this many dimensions (seeded Gaussian) when they
+        are longer.
+    gradient: grad-kmeans only: the loss gradient clustered, "head" (the head's weight and bias,
+        C * (H + 1) values), "logits" (C values) or "penultimate" (the head's input, H values); see
+        :func:`last_layer_gradients`.
+    normalize: grad-kmeans only: scale every gradient feature to unit length, so that points cluster
+        by the direction of their gradient and not by how well they are fitted.
     device: where features are computed ("auto": CUDA when available); the model is moved there for
         the call and moved back afterwards.
     batch_size: points per forward pass for the feature computation.
@@ -240,6 +266,18 @@ def make(
     batch_size = _positive_int(batch_size, "batch_size")
     if max_group_size is not None:
         max_group_size = _positive_int(max_group_size, "max_group_size")
+    _choice(gradient, GRADIENTS, "gradient")
+    _choice(oversize, OVERSIZE, "oversize")
+    if not isinstance(normalize, (bool, np.bool_)):
+        raise ValueError(f"normalize must be True or False, got {normalize!r}")
+    if oversize == "reassign" and max_group_size is not None:
+        if method not in KMEANS_METHODS:
+            raise ValueError(f"oversize='reassign' moves points between K-Means clusters; grouping method "
+                             f"{method!r} has none: use oversize='split'")
+        if max_group_size < group_size:
+            raise ValueError(f"oversize='reassign' keeps the k = ceil(n / group_size) clusters, which cannot "
+                             f"hold every point under max_group_size={max_group_size} < group_size="
+                             f"{group_size}: raise max_group_size or use oversize='split'")
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise ValueError(f"seed must be an integer, got {seed!r}")
     seed = int(seed)
@@ -259,10 +297,11 @@ def make(
         feats = representation_features(run, data, device=device, batch_size=batch_size)
     elif method == "grad-kmeans":
         feats = last_layer_gradients(run, data, feature_dim=feature_dim, seed=seed, device=device,
-                                     batch_size=batch_size)
+                                     batch_size=batch_size, gradient=gradient, normalize=normalize)
     feature_seconds = time.perf_counter() - start
 
     t0 = time.perf_counter()
+    reassign = oversize == "reassign" and max_group_size is not None
     if method == "individual":
         labels, k_req = np.arange(n, dtype=np.int64), n
         group_size, within_class, max_group_size = 1, False, None
@@ -278,20 +317,31 @@ def make(
                 sub = _random_labels(len(idx), k, rng)
             else:
                 sub = kmeans_labels(feats[idx], k, seed)
+                if reassign:
+                    sub = cap_clusters(feats[idx], sub, max_group_size)
             labels[idx] = sub + offset
             offset += int(sub.max()) + 1
-        if max_group_size is not None:
+        if max_group_size is not None and not reassign:
             labels = split_large(labels, max_group_size, seed)
         labels = _relabel(labels)
     cluster_seconds = time.perf_counter() - t0
 
+    grad = method == "grad-kmeans"
     groups = Groups(labels, method=method, group_size=group_size, seed=seed, within_class=bool(within_class),
                     k_requested=k_req, max_group_size=max_group_size,
-                    feature_dim=feature_dim if method == "grad-kmeans" else None,
+                    oversize=oversize if max_group_size is not None else None,
+                    feature_dim=feature_dim if grad else None, gradient=gradient if grad else None,
+                    normalize=bool(normalize) and grad,
                     feature_seconds=feature_seconds, cluster_seconds=cluster_seconds)
     groups.seconds = time.perf_counter() - start
     log.info("grouping %s on %s: %r", method, getattr(data, "name", "data"), groups)
     return groups
+
+
+def _choice(value, choices: tuple[str, ...], name: str) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
 
 
 def _positive_int(value, name: str) -> int:
@@ -326,6 +376,45 @@ def split_large(labels: np.ndarray, max_group_size: int, seed: int = 0) -> np.nd
         labels[idx] = np.where(piece == 0, g, next_id + piece - 1)
         next_id += pieces - 1
     return labels
+
+
+def cap_clusters(features: np.ndarray, labels: np.ndarray, max_group_size: int) -> np.ndarray:
+    """Labels with no cluster above ``max_group_size``, the number of clusters unchanged.
+
+    Centres are the means of the given clusters. Every cluster keeps its ``max_group_size`` members
+    nearest to its centre (a cluster within the cap keeps all of them); the others, nearest to their
+    own centre first, each move to the nearest centre that still has room. Needs
+    k * max_group_size >= n. Every cluster id stays in use.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    max_group_size = _positive_int(max_group_size, "max_group_size")
+    n = len(labels)
+    k = int(labels.max()) + 1
+    if k * max_group_size < n:
+        raise ValueError(f"{k} clusters of at most {max_group_size} points cannot hold {n} points")
+    sizes = np.bincount(labels, minlength=k)
+    if sizes.max() <= max_group_size:
+        return labels
+    x = torch.as_tensor(np.ascontiguousarray(features), dtype=torch.float64)
+    lab = torch.as_tensor(labels)
+    centres = torch.zeros(k, x.shape[1], dtype=torch.float64).index_add_(0, lab, x)
+    centres /= torch.as_tensor(sizes, dtype=torch.float64)[:, None]
+    own = (x - centres[lab]).norm(dim=1).numpy()
+    # rank of each point within its cluster by distance to the centre (0 = most central)
+    order = np.lexsort((own, labels))
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n) - np.repeat(starts, sizes)
+    moved = np.flatnonzero(rank >= max_group_size)
+    moved = moved[np.argsort(own[moved], kind="stable")]
+    room = max_group_size - np.minimum(sizes, max_group_size)
+    out = labels.copy()
+    prefs = torch.argsort(torch.cdist(x[moved], centres), dim=1, stable=True).numpy()
+    for i, pref in zip(moved, prefs):
+        c = pref[np.argmax(room[pref] > 0)]  # the nearest centre with room (one exists: k * cap >= n)
+        out[i] = c
+        room[c] -= 1
+    return out
 
 
 def kmeans_labels(features: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
@@ -423,24 +512,34 @@ def projection_matrix(dim_in: int, dim_out: int, seed: int = 0, dtype: torch.dty
 
 @torch.no_grad()
 def last_layer_gradients(run, data, feature_dim: int | None = 256, seed: int = 0,
-                         device: str | torch.device = "auto", batch_size: int = BATCH_SIZE) -> np.ndarray:
-    """Per-sample gradients of the cross-entropy loss with respect to the head, in closed form.
+                         device: str | torch.device = "auto", batch_size: int = BATCH_SIZE,
+                         gradient: str = "head", normalize: bool = False) -> np.ndarray:
+    """Per-sample gradients of the cross-entropy loss at the model's head, in closed form.
 
-    With h the penultimate representation and the multiclass head's logits z = W h + b (C outputs):
-    dL/dW = (softmax(z) - onehot(y)) outer h and dL/db = softmax(z) - onehot(y); the row is
-    [dL/dW flattened (C x H, row-major), dL/db] (the order of ``head.weight``, ``head.bias``), length
-    C * (H + 1). For the one-logit binary head (logits [0, z]): (sigmoid(z) - y) * [h, 1], length H + 1.
+    With h the penultimate representation and the multiclass head's logits z = W h + b (C outputs), the
+    error e = softmax(z) - onehot(y) = dL/dz, and ``gradient`` picks the row of each point:
+
+    - "head": the head's parameters, [dL/dW = e outer h flattened (C x H, row-major), dL/db = e] (the
+      order of ``head.weight``, ``head.bias``), length C * (H + 1);
+    - "logits": e, length C;
+    - "penultimate": dL/dh = W^T e, length H.
+
+    For the one-logit binary head (logits [0, z]) e = sigmoid(z) - y is a single value: "head" gives
+    e * [h, 1], "logits" e, "penultimate" e * w.
 
     feature_dim: project (seeded Gaussian, :func:`projection_matrix`) to this many dimensions when the
         gradient is longer; None returns the unprojected gradients. Only one batch of unprojected
-        gradients exists at a time. Returned in the model's dtype, shape (n, min(D, feature_dim)).
+        gradients exists at a time.
+    normalize: scale every row (after the projection) to unit Euclidean length; an all-zero row stays 0.
+    Returned in the model's dtype, shape (n, min(D, feature_dim)).
     """
     if feature_dim is not None:
         feature_dim = _positive_int(feature_dim, "feature_dim")
+    _choice(gradient, GRADIENTS, "gradient")
     model = _model_of(run)
     head: nn.Linear = model.head
     c_out, h_dim = head.out_features, head.in_features
-    dim = c_out * (h_dim + (head.bias is not None))
+    dim = {"head": c_out * (h_dim + (head.bias is not None)), "logits": c_out, "penultimate": h_dim}[gradient]
     proj = None
     out = []
     for inputs, y in _batches(model, data, device, batch_size):
@@ -450,13 +549,20 @@ def last_layer_gradients(run, data, feature_dim: int | None = 256, seed: int = 0
             err = torch.sigmoid(z) - y.to(z.dtype).unsqueeze(1)          # (B, 1)
         else:
             err = torch.softmax(z, dim=1) - F.one_hot(y, c_out).to(z.dtype)  # (B, C)
-        g = (err.unsqueeze(2) * h.unsqueeze(1)).reshape(len(y), -1)     # (B, C*H)
-        if head.bias is not None:
-            g = torch.cat([g, err], dim=1)
+        if gradient == "logits":
+            g = err
+        elif gradient == "penultimate":
+            g = err @ head.weight                                       # (B, H)
+        else:
+            g = (err.unsqueeze(2) * h.unsqueeze(1)).reshape(len(y), -1)  # (B, C*H)
+            if head.bias is not None:
+                g = torch.cat([g, err], dim=1)
         if feature_dim is not None and dim > feature_dim:
             if proj is None:
                 proj = projection_matrix(dim, feature_dim, seed, dtype=g.dtype, device=g.device)
             g = g @ proj
+        if normalize:
+            g = F.normalize(g, dim=1)
         out.append(g.cpu())
     return torch.cat(out).numpy()
 

@@ -154,6 +154,85 @@ def test_short_gradients_are_not_projected(cancer, lr_run):
     assert g.shape == (len(cancer.train), 31)
 
 
+@pytest.mark.parametrize("which", ["ann-digits", "lr-cancer"])
+def test_logit_and_penultimate_gradients_are_the_head_gradients_parts(which, digits, cancer, ann, lr_run):
+    # dL/dW = e h^T and dL/db = e: the logit gradient e is the bias part, and dL/dh = W^T e
+    run, data = (ann, digits) if which == "ann-digits" else (lr_run, cancer)
+    head = run.model.head
+    c, h = head.out_features, head.in_features
+    full = grouping.last_layer_gradients(run, data, feature_dim=None)
+    logits = grouping.last_layer_gradients(run, data, feature_dim=None, gradient="logits")
+    pen = grouping.last_layer_gradients(run, data, feature_dim=None, gradient="penultimate")
+    assert logits.shape == (len(data.train), c) and pen.shape == (len(data.train), h)
+    np.testing.assert_array_equal(logits, full[:, c * h:])
+    w = head.weight.detach().numpy()
+    tol = 1e-12 if pen.dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(pen, logits @ w, rtol=1e-5, atol=tol)
+    assert np.abs(pen).max() > 1e-3
+
+
+def test_normalized_gradients_have_unit_length_and_the_same_direction(digits, ann):
+    raw = grouping.last_layer_gradients(ann, digits, feature_dim=32, seed=1)
+    unit = grouping.last_layer_gradients(ann, digits, feature_dim=32, seed=1, normalize=True)
+    np.testing.assert_allclose(np.linalg.norm(unit, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(unit * np.linalg.norm(raw, axis=1, keepdims=True), raw, rtol=1e-4, atol=1e-6)
+
+
+def test_grad_kmeans_options_are_recorded_and_change_the_groups(tmp_path, digits, ann):
+    base = grouping.make("grad-kmeans", ann, digits, 16, seed=0)
+    assert (base.gradient, base.normalize, base.oversize) == ("head", False, None)
+    for kw in ({"gradient": "logits"}, {"gradient": "penultimate"}, {"normalize": True}):
+        g = grouping.make("grad-kmeans", ann, digits, 16, seed=0, **kw)
+        _assert_partition(g, len(digits.train))
+        assert g.gradient == kw.get("gradient", "head") and g.normalize == kw.get("normalize", False)
+        assert not np.array_equal(g.labels, base.labels), kw
+        back = Groups.load(g.save(tmp_path / "g.npz"))
+        assert (back.gradient, back.normalize) == (g.gradient, g.normalize)
+    # the options of grad-kmeans are not recorded for methods that ignore them
+    r = grouping.make("random", None, digits, 16, gradient="logits", normalize=True)
+    assert r.gradient is None and r.normalize is False
+
+
+def test_cap_with_reassignment_keeps_k_and_moves_only_the_overflow(digits, ann):
+    n = len(digits.train)
+    plain = grouping.make("grad-kmeans", ann, digits, group_size=16, seed=0)
+    assert plain.sizes.max() > 24
+    capped = grouping.make("grad-kmeans", ann, digits, group_size=16, seed=0, max_group_size=24,
+                           oversize="reassign")
+    _assert_partition(capped, n)
+    assert capped.k == plain.k and capped.sizes.max() <= 24 and capped.oversize == "reassign"
+    # points of clusters within the cap stay together, and every oversized cluster keeps 24 of its points
+    moved = capped.labels != plain.labels  # same ids: reassignment does not relabel
+    small = plain.sizes[plain.labels] <= 24
+    assert not moved[small].any()
+    for g in np.flatnonzero(plain.sizes > 24):
+        assert (capped.labels[plain.labels == g] == g).sum() == 24
+
+
+def test_cap_clusters_keeps_the_most_central_members():
+    # one cluster of 5 points on a line around 0 and one of 1 point far away; a cap of 3
+    x = np.array([[0.0], [0.1], [-0.1], [0.5], [-0.6], [10.0]])
+    labels = np.array([0, 0, 0, 0, 0, 1])
+    out = grouping.cap_clusters(x, labels, 3)
+    np.testing.assert_array_equal(out, [0, 0, 0, 1, 1, 1])
+    np.testing.assert_array_equal(grouping.cap_clusters(x, labels, 5), labels)  # within the cap: unchanged
+    with pytest.raises(ValueError, match="cannot hold"):
+        grouping.cap_clusters(x, labels, 2)
+
+
+def test_bad_grad_kmeans_options_name_the_argument(digits, ann):
+    with pytest.raises(ValueError, match="gradient"):
+        grouping.make("grad-kmeans", ann, digits, 16, gradient="weights")
+    with pytest.raises(ValueError, match="oversize"):
+        grouping.make("grad-kmeans", ann, digits, 16, oversize="merge")
+    with pytest.raises(ValueError, match="normalize"):
+        grouping.make("grad-kmeans", ann, digits, 16, normalize="yes")
+    with pytest.raises(ValueError, match="reassign.*random"):
+        grouping.make("random", None, digits, 16, max_group_size=32, oversize="reassign")
+    with pytest.raises(ValueError, match="max_group_size=8 < group_size=16"):
+        grouping.make("grad-kmeans", ann, digits, 16, max_group_size=8, oversize="reassign")
+
+
 # ------------------------------------------------------------------------------------------ max_group_size
 
 
@@ -205,7 +284,7 @@ def test_save_load_roundtrip(tmp_path, digits):
         np.testing.assert_array_equal(h.labels, g.labels)
         assert h.labels.dtype == np.int64
         for f in ("method", "group_size", "seed", "within_class", "k_requested", "max_group_size",
-                  "feature_dim", "seconds", "feature_seconds", "cluster_seconds"):
+                  "oversize", "gradient", "normalize", "feature_dim", "seconds", "feature_seconds", "cluster_seconds"):
             assert getattr(h, f) == getattr(g, f), f
     assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["groups-noext", "groups.npz"]
 
