@@ -10,6 +10,7 @@ runtime             dataset, model, method, grouping, group_size, variant, total
 pruning             dataset, model, method, grouping, group_size, kind, fraction, seed, accuracy
 noisy_labels        dataset, model, method, grouping, group_size, fraction_inspected, fraction_found, auroc
 noisy_retraining    dataset, model, method, grouping, group_size, kind, seed, accuracy
+lds                 dataset, model, method, grouping, group_size, lds, lds_se
 ==================  ================================================================================
 
 ``kind`` is "attribution" (the ranking under test), "random" (random removal of the same fraction),
@@ -40,7 +41,7 @@ import seaborn as sns
 from . import provenance
 from ._io import atomic_path
 
-__all__ = ["ablation", "fidelity", "tradeoff", "pruning", "noisy_labels", "save", "label", "FIGURES",
+__all__ = ["ablation", "fidelity", "tradeoff", "pruning", "noisy_labels", "lds", "save", "label", "FIGURES",
            "GROUPING_ORDER", "METHOD_NAMES"]
 
 #: The order groupings appear in (legends, bars).
@@ -82,10 +83,19 @@ def _fmt_seconds(s: float) -> str:
     return f"{s / 60:.1f} min"
 
 
+def _grouping_rank(name: str) -> tuple[int, str]:
+    """Sort key of a grouping name: the methods in GROUPING_ORDER first, then named variants by name."""
+    return (GROUPING_ORDER.index(name), "") if name in GROUPING_ORDER else (len(GROUPING_ORDER), name)
+
+
+def _colors(n: int) -> list:
+    """n distinct colours: seaborn's "deep" palette, or "tab20" when more than its 10 are needed."""
+    return sns.color_palette("deep" if n <= 10 else "tab20", max(n, 1))
+
+
 def _sorted_groupings(frame: pd.DataFrame) -> list[tuple[str, int]]:
     pairs = {(g, int(s)) for g, s in frame[["grouping", "group_size"]].dropna().itertuples(index=False)}
-    rank = {g: i for i, g in enumerate(GROUPING_ORDER)}
-    return sorted(pairs, key=lambda p: (rank.get(p[0], len(rank)), p[1]))
+    return sorted(pairs, key=lambda p: (*_grouping_rank(p[0]), p[1]))
 
 
 def _zoom(ax, frame: pd.DataFrame, column: str = "accuracy", axis: str = "y") -> float:
@@ -158,7 +168,8 @@ def ablation(retraining: pd.DataFrame, runtime: pd.DataFrame, dataset: str, remo
             frame = pd.concat([bars, base_rows], ignore_index=True)
             order = [label(g, s) for g, s in _sorted_groupings(bars)] + \
                 [b for b in ("random removal", "no removal") if b in set(base_rows["bar"])]
-            palette = dict(zip(order[:len(order) - len(set(base_rows["bar"]))], sns.color_palette("deep")))
+            named = order[:len(order) - len(set(base_rows["bar"]))]
+            palette = dict(zip(named, _colors(len(named))))
             palette.update({"random removal": BASELINE_COLOR, "no removal": "0.8"})
             sns.barplot(data=frame, x="bar", y="accuracy", hue="bar", order=order, hue_order=order, palette=palette,
                         errorbar="se", capsize=0.2, err_kws={"linewidth": 1}, legend=False, ax=ax)
@@ -239,8 +250,8 @@ def tradeoff(retraining: pd.DataFrame, runtime: pd.DataFrame, removal: float = 0
     present = set(zip(frame["dataset"], frame["model"]))
     pairs = [p for p in dict.fromkeys(zip(retraining["dataset"], retraining["model"])) if p in present]
     methods = [m for m in METHOD_NAMES if m in set(frame["method"])]
-    hue_order = [g for g in GROUPING_ORDER if g in set(frame["grouping"])]
-    palette = dict(zip(hue_order, sns.color_palette("deep")))
+    hue_order = sorted(set(frame["grouping"]), key=_grouping_rank)
+    palette = dict(zip(hue_order, _colors(len(hue_order))))
     _theme()
     fig, axes = _grid(len(pairs), len(methods))
     for i, (dataset, model) in enumerate(pairs):
@@ -369,12 +380,57 @@ def noisy_labels(curves: pd.DataFrame, retraining: pd.DataFrame | None = None) -
 
 
 #: name -> (function, the tables it takes in order)
+def lds(lds_rows: pd.DataFrame, runtime: pd.DataFrame | None = None) -> plt.Figure:
+    """Group linear datamodeling score per grouping and group size: one bar per grouping (higher = the
+    scores predict retraining on random subsets of the groups better), error bars = standard error over
+    targets, one panel per method (columns) and data set/model (rows); with ``runtime``, the attribution
+    time (grouping included) is written on each bar."""
+    _need(lds_rows, ["dataset", "model", "method", "grouping", "group_size", "lds", "lds_se"], "lds")
+    pairs = list(dict.fromkeys(zip(lds_rows["dataset"], lds_rows["model"])))
+    methods = [m for m in METHOD_NAMES if m in set(lds_rows["method"])]
+    if not pairs or not methods:
+        return _empty("no LDS rows")
+    rt = None
+    if runtime is not None:
+        _need(runtime, ["dataset", "model", "method", "grouping", "group_size", "total_s"], "runtime")
+        rt = runtime[runtime["variant"] == "main"] if "variant" in runtime else runtime
+    order = [label(g, s) for g, s in _sorted_groupings(lds_rows)]
+    colors = dict(zip(order, _colors(len(order))))
+    _theme()
+    fig, axes = _grid(len(pairs), len(methods), width=max(3.4, 0.3 * len(order) + 1.2), height=3.2)
+    for i, (dataset, model) in enumerate(pairs):
+        for j, method in enumerate(methods):
+            ax = axes[i, j]
+            sub = lds_rows[(lds_rows["dataset"] == dataset) & (lds_rows["model"] == model)
+                           & (lds_rows["method"] == method)]
+            names = [label(g, s) for g, s in zip(sub["grouping"], sub["group_size"])]
+            sub = sub.assign(bar=names).set_index("bar").reindex([o for o in order if o in names])
+            x = np.arange(len(sub))
+            ax.bar(x, sub["lds"], yerr=sub["lds_se"], color=[colors[b] for b in sub.index], capsize=2,
+                   error_kw={"linewidth": 0.8})
+            if rt is not None:
+                times = rt[(rt["dataset"] == dataset) & (rt["model"] == model) & (rt["method"] == method)]
+                seconds = {label(g, s): t for g, s, t in zip(times["grouping"], times["group_size"], times["total_s"])}
+                for k, b in enumerate(sub.index):
+                    if b in seconds:
+                        ax.text(k, 0, _fmt_seconds(float(seconds[b])), rotation=90, ha="center", va="bottom",
+                                fontsize=7, color="white", fontweight="bold")
+            ax.axhline(0, color="0.3", linewidth=0.8)
+            ax.set_xticks(x, sub.index, rotation=60, ha="right", fontsize=7)
+            ax.set_title(f"{_method_title(method)} - {dataset}/{model}")
+            ax.set_ylabel("group LDS (Spearman)" if j == 0 else "")
+    fig.suptitle("Linear datamodeling score over groups (higher = more faithful; runtime on each bar)")
+    fig.tight_layout()
+    return fig
+
+
 FIGURES = {
     "ablation": (ablation, ("retraining", "runtime")),
     "fidelity": (fidelity, ("retraining",)),
     "tradeoff": (tradeoff, ("retraining", "runtime")),
     "pruning": (pruning, ("pruning",)),
     "noisy-labels": (noisy_labels, ("noisy_labels", "noisy_retraining")),
+    "lds": (lds, ("lds", "runtime")),
 }
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import ggda.data
-from ggda import grouping, train
+from ggda import evaluation, grouping, train
 from ggda.attribution import attribute
 from ggda.evaluation import (ROW_COLUMNS, SUMMARY_COLUMNS, lds, noisy_label_detection, pruning, removal_order,
                              retraining_score, self_influence, validation_split)
@@ -256,3 +256,19 @@ def test_lds_spearman_matches_scipy():
     for j in range(4):
         assert rho[j] == pytest.approx(spearmanr(a[:, j], b[:, j]).statistic)
     assert rho[0] == pytest.approx(1.0) and np.isnan(rho[4])
+
+
+def test_lds_many_shares_the_subsets_and_equals_lds_of_each(split_run):
+    bundle, val, run, gk = split_run
+    attrs = {m: attribute(m, run, bundle.train, bundle.test, gk, progress=False, **METHOD_OPTIONS[m])
+             for m in ("if", "tracin")}
+    many = evaluation.lds_many(run, bundle, attrs, subsets=4, seed=3, progress=False)
+    assert set(many) == {"if", "tracin"}
+    np.testing.assert_array_equal(many["if"].actual, many["tracin"].actual)  # one set of retrained models
+    for m, attr in attrs.items():
+        alone = lds(run, bundle, attribution=attr, subsets=4, seed=3, progress=False)
+        assert many[m].score == alone.score
+        np.testing.assert_array_equal(many[m].predicted, alone.predicted)
+    with pytest.raises(ValueError, match="other groups"):
+        other = attribute("if", run, bundle.train, bundle.test, None, progress=False, **METHOD_OPTIONS["if"])
+        evaluation.lds_many(run, bundle, {"a": attrs["if"], "b": other}, subsets=4, progress=False)

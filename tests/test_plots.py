@@ -131,3 +131,36 @@ def test_save_rejects_unknown_format(tmp_path):
 def test_provenance_git_state_outside_a_repository(tmp_path):
     assert provenance.git_state(tmp_path) is None
     assert provenance.package_versions(["surely-not-a-package"]) == {"surely-not-a-package": None}
+
+
+def test_lds_bars_follow_the_grouping_order_with_runtime_labels():
+    rows = [dict(dataset="digits", model="lr", method=m, grouping=g, group_size=s, lds=0.5 - 0.01 * s, lds_se=0.02)
+            for m in METHODS for g, s in GROUPINGS]
+    fig = plots.lds(pd.DataFrame(rows), _runtime(models=("lr",)))
+    axes = fig.get_axes()
+    assert len(axes) == 3
+    labels = [t.get_text() for t in axes[0].get_xticklabels()]
+    assert labels == ["individual", "random (16)", "grad-kmeans (4)", "grad-kmeans (16)"]
+    heights = [p.get_height() for p in axes[0].patches]
+    assert heights == pytest.approx([0.49, 0.34, 0.46, 0.34])
+    assert len(axes[0].texts) == 4  # the runtime on each bar
+    with pytest.raises(ValueError, match="lds_se"):
+        plots.lds(pd.DataFrame(rows).drop(columns="lds_se"))
+
+
+def test_named_grouping_variants_get_their_own_colours_after_the_methods():
+    many = [(f"grad-kmeans-v{c}", 16) for c in "abcdefghijkl"]  # more variants than the "deep" palette holds
+    ret = _retraining(models=("lr",))
+    extra = ret[ret["grouping"] == "grad-kmeans"].copy()
+    parts = [ret] + [extra.assign(grouping=g) for g, _ in many]
+    ret = pd.concat(parts, ignore_index=True)
+    rt = _runtime(models=("lr",))
+    rt = pd.concat([rt] + [rt[rt["grouping"] == "grad-kmeans"].assign(grouping=g) for g, _ in many],
+                   ignore_index=True)
+    fig = plots.ablation(ret, rt, "digits", removal=0.2, group_size=16)
+    labels = [t.get_text() for t in fig.get_axes()[0].get_xticklabels()]
+    assert labels[:3] == ["individual", "random (16)", "grad-kmeans (16)"]
+    assert labels[3:-2] == [f"grad-kmeans-v{c} (16)" for c in "abcdefghijkl"]
+    fig = plots.tradeoff(ret, rt, removal=0.2)
+    legend = [t.get_text() for t in fig.get_axes()[2].get_legend().get_texts()]
+    assert legend[:3] == ["individual", "random", "grad-kmeans"] and "grad-kmeans-vl" in legend

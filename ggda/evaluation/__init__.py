@@ -6,7 +6,8 @@ function                   what it measures
 retraining_score           remove the top p% most important points for T, retrain R seeds, accuracy/loss on T
 pruning                    remove the p% least important points for a validation split, retrain, test accuracy
 noisy_label_detection      AUROC and detection curve of self-influence (or validation) suspicion, then cleaning
-lds                        linear datamodeling score over groups (Spearman of predicted vs retrained losses)
+lds, lds_many              linear datamodeling score over groups (Spearman of predicted vs retrained losses);
+                           lds_many scores several attributions of one grouping from the same retrained subsets
 validation_split           carve a clean, class-stratified validation split out of the training part
 self_influence             group self-influence S(G) = sum_{i in G} score(z_i, G) for if, tracin, trak
 =========================  ==================================================================================
@@ -24,14 +25,14 @@ and standard error over seeds per kind x fraction.
     res.summary()
 """
 
-from .lds import lds, spearman_columns
+from .lds import lds, lds_many, spearman_columns
 from .noisy import detection_auroc, detection_curve, noisy_label_detection, suspicion_scores
 from .results import ROW_COLUMNS, SUMMARY_COLUMNS, EvalResult, LDSResult, NoisyLabelResult, summarise
 from .retraining import (as_importance, per_target_loss, pruning, random_removal, removal_order,
                          retraining_score, validation_split)
 from .self_influence import SelfInfluence, self_influence
 
-__all__ = ["retraining_score", "pruning", "noisy_label_detection", "lds", "validation_split", "self_influence",
+__all__ = ["retraining_score", "pruning", "noisy_label_detection", "lds", "lds_many", "validation_split", "self_influence",
            "SelfInfluence", "EvalResult", "NoisyLabelResult", "LDSResult", "ROW_COLUMNS", "SUMMARY_COLUMNS",
            "summarise", "removal_order", "random_removal", "as_importance", "per_target_loss",
            "detection_auroc", "detection_curve", "suspicion_scores", "spearman_columns"]

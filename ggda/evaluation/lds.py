@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -74,48 +75,83 @@ def lds(
     targets: T (default ``data.test``). seed: seeds the subsets; subset j is trained with seed ``seed + j``.
     Returns an LDSResult: score (the LDS), targets (per-target Spearman), predicted and actual (S, m),
     rows (one per subset model: kind "lds", fraction removed, seed, n_removed, accuracy, loss, retrain_s),
-    meta (k, alpha, subsets, attribution timing).
+    meta (k, alpha, subsets, attribution timing). Several attributions over the same groups share their
+    retrained subsets: :func:`lds_many`.
     """
-    if not isinstance(subsets, (int, np.integer)) or subsets < 3:
-        raise ValueError(f"subsets must be an integer >= 3 (a Spearman correlation over S subsets), got {subsets!r}")
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha (fraction of groups kept) must be in (0, 1), got {alpha!r}")
     targets = data.test if targets is None else targets
-    n = len(data.train)
     if attribution is None:
         if method is None:
             raise ValueError("pass method ('if', 'tracin', 'trak') or a precomputed attribution")
         attribution = attribute(method, run, data.train, targets, groups,
                                 **{"progress": progress, "device": device, **dict(attribution_options or {})})
-    g = attribution.groups
-    scores = np.asarray(attribution.scores, dtype=np.float64)
-    if g.n != n or scores.shape != (len(targets), g.k):
-        raise ValueError(f"the attribution has scores {scores.shape} over {g.n} points; expected "
-                         f"({len(targets)}, k) over data.train's {n} points")
+    return lds_many(run, data, {attribution.method: attribution}, subsets=subsets, alpha=alpha, targets=targets,
+                    seed=seed, hparams=hparams, device=device, progress=progress)[attribution.method]
+
+
+def lds_many(
+    run,
+    data,
+    attributions: Mapping[str, Attribution],
+    subsets: int = 32,
+    alpha: float = 0.5,
+    targets: TensorDataset | None = None,
+    seed: int = 0,
+    hparams=None,
+    device: str | torch.device = "auto",
+    progress: bool = True,
+) -> dict[str, LDSResult]:
+    """The LDS of several attributions over the same groups and targets (e.g. IF, TracIn and TRAK of one
+    grouping), from one set of S retrained subset models: {name: LDSResult}. The subsets depend only on
+    the groups, ``subsets``, ``alpha`` and ``seed``, so each result equals :func:`lds` of that attribution
+    alone. Arguments as for :func:`lds`."""
+    if not isinstance(subsets, (int, np.integer)) or isinstance(subsets, bool) or subsets < 3:
+        raise ValueError(f"subsets must be an integer >= 3 (a Spearman correlation over S subsets), got {subsets!r}")
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha (fraction of groups kept) must be in (0, 1), got {alpha!r}")
+    if not attributions:
+        raise ValueError("attributions is empty: pass {name: Attribution}")
+    targets = data.test if targets is None else targets
+    n = len(data.train)
+    first = next(iter(attributions.values()))
+    g = first.groups
+    scores = {}
+    for name, attr in attributions.items():
+        s = np.asarray(attr.scores, dtype=np.float64)
+        if attr.groups.n != n or s.shape != (len(targets), attr.groups.k):
+            raise ValueError(f"attribution {name!r} has scores {s.shape} over {attr.groups.n} points; expected "
+                             f"({len(targets)}, k) over data.train's {n} points")
+        if not np.array_equal(attr.groups.labels, g.labels):
+            raise ValueError(f"attribution {name!r} is over other groups than {next(iter(attributions))!r}: "
+                             f"lds_many needs one grouping")
+        scores[name] = s
     k = g.k
     n_keep = int(round(alpha * k))
     if not 0 < n_keep < k:
         raise ValueError(f"alpha={alpha} keeps {n_keep} of {k} groups: need at least one kept and one removed")
     rng = np.random.default_rng(seed)
     chosen = [np.sort(rng.choice(k, n_keep, replace=False)) for _ in range(subsets)]
-    jobs, predicted = [], []
+    jobs = []
     for j, c in enumerate(chosen):
         kept_groups = np.zeros(k, dtype=bool)
         kept_groups[c] = True
         removed = np.flatnonzero(~kept_groups[g.labels])
         jobs.append(Job("lds", len(removed) / n, seed + j, removed))
-        predicted.append(-scores[:, c].sum(1))
     start = time.perf_counter()
     rows, actual = retrain_jobs(run, data, jobs, targets, hparams, device, progress, "LDS subsets", per_target=True)
-    predicted = np.stack(predicted)
-    rho = spearman_columns(predicted, actual)
-    score = float(np.nanmean(rho)) if np.isfinite(rho).any() else float("nan")
     rows.insert(len(rows.columns), "subset", np.arange(len(rows)))
-    per_target = pd.DataFrame({"target": np.arange(len(rho)), "spearman": rho})
-    meta = {"evaluation": "lds", "dataset": getattr(data, "name", None), "model": base_run(run).model_name,
-            "method": attribution.method, "grouping": g.method, "k": k, "alpha": alpha, "subsets": subsets,
-            "seed": seed, "n_train": n, "n_targets": len(targets), "valid_targets": int(np.isfinite(rho).sum()),
-            "attribution_timing": dict(attribution.timing), "retrain_total_s": float(rows["retrain_s"].sum()),
-            "wall_s": time.perf_counter() - start}
-    log.info("LDS %s (%s, k=%d, S=%d): %.4f", attribution.method, g.method, k, subsets, score)
-    return LDSResult(rows, meta, score=score, targets=per_target, predicted=predicted, actual=actual)
+    wall = time.perf_counter() - start
+    out = {}
+    for name, attr in attributions.items():
+        predicted = np.stack([-scores[name][:, c].sum(1) for c in chosen])
+        rho = spearman_columns(predicted, actual)
+        score = float(np.nanmean(rho)) if np.isfinite(rho).any() else float("nan")
+        per_target = pd.DataFrame({"target": np.arange(len(rho)), "spearman": rho})
+        meta = {"evaluation": "lds", "dataset": getattr(data, "name", None), "model": base_run(run).model_name,
+                "method": attr.method, "grouping": g.method, "k": k, "alpha": alpha, "subsets": subsets,
+                "seed": seed, "n_train": n, "n_targets": len(targets), "valid_targets": int(np.isfinite(rho).sum()),
+                "attribution_timing": dict(attr.timing), "retrain_total_s": float(rows["retrain_s"].sum()),
+                "wall_s": wall}
+        log.info("LDS %s (%s, k=%d, S=%d): %.4f", attr.method, g.method, k, subsets, score)
+        out[name] = LDSResult(rows.copy(), meta, score=score, targets=per_target, predicted=predicted,
+                              actual=actual)
+    return out

@@ -63,21 +63,44 @@ def _fail(key, message):
     raise WorkflowError(f"Invalid config: key '{key}': {message}. See config/README.md.")
 
 
-def _grouping_pairs(groupings, key):
-    """[(method, size)] from a groupings list; individual is size 1, the others need sizes."""
-    pairs = []
+KMEANS_GROUPINGS = ("kmeans", "repr-kmeans", "grad-kmeans")
+
+
+def _grouping_specs(groupings, key):
+    """{name: {"method", "options", "sizes"}} from a groupings list, in order. The name defaults to the
+    method; the options are the top-level ``grouping`` block updated by the entry's own ``options``.
+    individual is size 1; the others need sizes."""
+    specs = {}
     for i, g in enumerate(groupings):
+        name = g.get("name", g["method"])
+        if name in specs:
+            _fail(f"{key}[{i}].name", f"grouping name {name!r} is used twice: give each entry of one method "
+                                      f"its own name (e.g. name: {g['method']}-within-class)")
         if g["method"] == "individual":
             if g.get("sizes", [1]) != [1]:
                 _fail(f"{key}[{i}].sizes", "individual groupings are singletons: omit sizes (or use [1])")
-            pairs.append(("individual", 1))
+            sizes = [1]
+        elif "sizes" not in g:
+            _fail(f"{key}[{i}].sizes", f"grouping {g['method']!r} needs a list of group sizes")
         else:
-            if "sizes" not in g:
-                _fail(f"{key}[{i}].sizes", f"grouping {g['method']!r} needs a list of group sizes")
-            pairs += [(g["method"], int(s)) for s in g["sizes"]]
-    if len(set(pairs)) != len(pairs):
-        _fail(key, f"a grouping and size is listed twice: {pairs}")
-    return pairs
+            sizes = [int(s) for s in g["sizes"]]
+        options = {**config["grouping"], **g.get("options", {})}
+        cap = options["max_group_size"]
+        if options["oversize"] == "reassign" and cap is not None and g["method"] != "individual":
+            where = f"{key}[{i}].options" if "options" in g else "grouping"
+            if g["method"] not in KMEANS_GROUPINGS:
+                _fail(f"{where}.oversize", f"'reassign' moves points between K-Means clusters, which "
+                                           f"{g['method']!r} does not make: use 'split'")
+            if cap < max(sizes):
+                _fail(f"{where}.max_group_size", f"{cap} is below the group size {max(sizes)}, which "
+                                                 f"oversize 'reassign' cannot meet: raise it or use 'split'")
+        specs[name] = {"method": g["method"], "options": options, "sizes": sizes}
+    return specs
+
+
+def _grouping_pairs(groupings, key):
+    """[(name, size)] from a groupings list (see _grouping_specs)."""
+    return [(name, s) for name, spec in _grouping_specs(groupings, key).items() for s in spec["sizes"]]
 
 
 TEXT_DATASETS = {"qnli"}
@@ -92,25 +115,38 @@ for _i, _d in enumerate(config["datasets"]):
     DATASETS[_d["name"]] = _d
 
 
-def groupings_of(dataset, key="groupings"):
-    """[(grouping, size)] of the main experiment on ``dataset``."""
+def _groupings_key(dataset):
     entry = DATASETS[dataset]
     if "groupings" in entry:
-        return _grouping_pairs(entry["groupings"], f"datasets[{list(DATASETS).index(dataset)}].groupings")
-    return _grouping_pairs(config["groupings"], key)
+        return entry["groupings"], f"datasets[{list(DATASETS).index(dataset)}].groupings"
+    return config["groupings"], "groupings"
 
 
-for _name in DATASETS:
-    _pairs = groupings_of(_name)
-    if _name in TEXT_DATASETS and any(g == "kmeans" for g, _ in _pairs):
+def grouping_specs(dataset, variant=""):
+    """{name: {"method", "options", "sizes"}} of the groupings of ``dataset`` in a variant ("" = the main
+    experiment, "pruning/" or "noisy/" = that side experiment's own list)."""
+    if variant:
+        exp = {"pruning/": "pruning", "noisy/": "noisy_labels"}[variant]
+        return _grouping_specs(config[exp]["groupings"], f"{exp}.groupings")
+    return _grouping_specs(*_groupings_key(dataset))
+
+
+def groupings_of(dataset):
+    """[(grouping name, size)] of the main experiment on ``dataset``."""
+    return _grouping_pairs(*_groupings_key(dataset))
+
+
+for _name in DATASETS:  # every grouping list is checked now, before any job is planned
+    _specs = grouping_specs(_name)
+    if _name in TEXT_DATASETS and any(s["method"] == "kmeans" for s in _specs.values()):
         _fail("groupings", f"'kmeans' clusters raw inputs, which the text data set {_name!r} does not have: "
                            f"give datasets[{list(DATASETS).index(_name)}].groupings without kmeans")
 
-for _exp in ("pruning", "noisy_labels"):
+for _variant, _exp in (("pruning/", "pruning"), ("noisy/", "noisy_labels")):
     _c = config[_exp]
     if _c["enabled"]:
-        _pairs = _grouping_pairs(_c["groupings"], f"{_exp}.groupings")
-        if _c["dataset"] in TEXT_DATASETS and any(g == "kmeans" for g, _ in _pairs):
+        _specs = grouping_specs(_c["dataset"], _variant)
+        if _c["dataset"] in TEXT_DATASETS and any(s["method"] == "kmeans" for s in _specs.values()):
             _fail(f"{_exp}.groupings", "'kmeans' is not available on text data")
 
 if config["figures"]["removal"] not in config["retrain"]["fractions"]:
@@ -179,7 +215,7 @@ wildcard_constraints:
     dataset="[a-z0-9_]+",
     model="[a-z0-9-]+",
     method="if|tracin|trak",
-    grouping="individual|random|kmeans|repr-kmeans|grad-kmeans",
+    grouping="[a-z]([a-z0-9-]*[a-z])?",
     size="[0-9]+",
     seed="[0-9]+",
     variant="(|noisy/|pruning/)",
@@ -249,6 +285,8 @@ def figure_names():
         names.append("pruning")
     if config["noisy_labels"]["enabled"]:
         names.append("noisy-labels")
+    if config["lds"]["enabled"]:
+        names.append("lds")
     return names
 
 
@@ -261,6 +299,8 @@ if config["pruning"]["enabled"]:
     TABLES.append("pruning")
 if config["noisy_labels"]["enabled"]:
     TABLES += ["noisy_labels", "noisy_retraining"]
+if config["lds"]["enabled"]:
+    TABLES.append("lds")
 
 
 def final_targets():
@@ -297,9 +337,23 @@ def train_params(wildcards):
 MODEL_GROUPINGS = ("repr-kmeans", "grad-kmeans")  # the groupings that need the base model
 
 
+def grouping_spec(wildcards):
+    """The method and options of the grouping named by the wildcards (a WorkflowError if not configured)."""
+    specs = grouping_specs(wildcards.dataset, wildcards.variant)
+    if wildcards.grouping not in specs:
+        raise WorkflowError(f"no grouping named {wildcards.grouping!r} is configured for {wildcards.dataset} "
+                            f"(configured: {', '.join(specs)})")
+    return specs[wildcards.grouping]
+
+
+def groups_params(wildcards):
+    spec = grouping_spec(wildcards)
+    return {"method": spec["method"], "options": spec["options"]}
+
+
 def groups_inputs(wildcards):
     out = {"data": data_file(wildcards.dataset, VARIANT_VIEW[wildcards.variant]), "src": SRC_GROUPS}
-    if wildcards.grouping in MODEL_GROUPINGS:
+    if grouping_spec(wildcards)["method"] in MODEL_GROUPINGS:
         out["run"] = run_files(wildcards.dataset, wildcards.model, 0, wildcards.variant)
     return out
 
@@ -343,10 +397,12 @@ def retrain_params(wildcards):
 # evaluate.smk
 def aggregate_inputs(wildcards):
     out = {"retrain": [], "baselines": [], "attr": [], "train": [], "prune": [], "noisy": [], "noisy_curve": [],
-           "noisy_info": []}
+           "noisy_info": [], "lds": []}
     for d, m, meth, g, s in main_attributions():
         out["retrain"].append(f"results/{d}/{m}/retrain/{meth}/{g}-{s}.csv")
         out["attr"].append(attr_file(d, m, meth, g, s).replace(".npz", ".json"))
+    if config["lds"]["enabled"]:
+        out["lds"] = [f"results/{d}/{m}/lds/{g}-{s}.csv" for d, m in main_experiments() for g, s in groupings_of(d)]
     for d, m in main_experiments():
         out["baselines"].append(f"results/{d}/{m}/retrain/baselines.csv")
         out["train"] += [run_files(d, m, seed)[1] for seed in range(config["train"]["ensemble"])]
@@ -374,6 +430,8 @@ def figure_tables(wildcards):
         tables = ["pruning"]
     elif name == "noisy-labels":
         tables = ["noisy_labels", "noisy_retraining"]
+    elif name == "lds":
+        tables = ["lds", "runtime"]
     else:
         raise WorkflowError(f"unknown figure {name!r}; the figures are: {', '.join(figure_names())}")
     return {t: f"results/tables/{t}.csv" for t in tables}

@@ -1,7 +1,9 @@
 # Evaluation (ggda.evaluation): one retraining job per grouping (data set x model x grouping x size) covers
 # the attributions of every method, all removal fractions and all seeds (see attribute.smk for why methods
 # share a job); the random and no-removal baselines are retrained once per data set x model in their own job.
-# Side experiments: dataset pruning and noisy-label detection (config keys pruning, noisy_labels).
+# Side experiments: dataset pruning and noisy-label detection (config keys pruning, noisy_labels), and the
+# group linear datamodeling score of every main attribution (config key lds): one job per grouping, whose
+# S retrained subset models serve every method.
 # The aggregation writes the tidy tables (results/tables/*.csv) and results/summary.json.
 
 
@@ -116,6 +118,32 @@ if config["noisy_labels"]["enabled"]:
             gpu=GPU,
         script:
             "../scripts/noisy_labels.py"
+
+
+if config["lds"]["enabled"]:
+
+    rule lds:
+        output:
+            "results/{dataset}/{model}/lds/{grouping}-{size}.csv",
+        input:
+            data=lambda wc: data_file(wc.dataset),
+            run=lambda wc: run_files(wc.dataset, wc.model, 0)[1],
+            scores=lambda wc: [attr_file(wc.dataset, wc.model, m, wc.grouping, wc.size) for m in MAIN_METHODS],
+            src=SRC_EVALUATE,
+        params:
+            methods=MAIN_METHODS,
+            lds={k: config["lds"][k] for k in ("subsets", "alpha", "seed")},
+            targets=target_params(""),
+            device=DEVICE,
+        log:
+            "logs/lds/{dataset}/{model}/{grouping}-{size}.log",
+        benchmark:
+            "results/benchmarks/lds/{dataset}/{model}/{grouping}-{size}.tsv"
+        threads: THREADS
+        resources:
+            gpu=GPU,
+        script:
+            "../scripts/lds.py"
 
 
 # ------------------------------------------------------------------------------------------ aggregation

@@ -1,5 +1,7 @@
-# Grouping: one job per data set x model x grouping x group size. repr-kmeans and grad-kmeans need the
-# base model (seed 0); individual, random and kmeans do not, so retraining the model does not regroup them.
+# Grouping: one job per data set x model x grouping x group size. {grouping} is the grouping's name (its
+# method unless the config names it); its method and options come from the config (grouping_spec).
+# repr-kmeans and grad-kmeans need the base model (seed 0); individual, random and kmeans do not, so
+# retraining the model does not regroup them.
 
 
 rule groups:
@@ -8,7 +10,7 @@ rule groups:
     input:
         unpack(groups_inputs),
     params:
-        grouping=lambda wc: dict(config["grouping"]),
+        grouping=groups_params,
         device=DEVICE,
     log:
         "logs/groups/{dataset}/{model}/{variant}{grouping}-{size}.log",
@@ -16,6 +18,6 @@ rule groups:
         "results/benchmarks/groups/{dataset}/{model}/{variant}{grouping}-{size}.tsv"
     threads: THREADS
     resources:
-        gpu=lambda wc: GPU if wc.grouping in MODEL_GROUPINGS else 0,
+        gpu=lambda wc: GPU if grouping_spec(wc)["method"] in MODEL_GROUPINGS else 0,
     script:
         "../scripts/groups.py"

@@ -9,6 +9,8 @@ Tables (results/tables/):
   pruning.csv           one row per retrained model of the pruning experiment
   noisy_labels.csv      one row per point of a detection curve (with the AUROC of its ranking)
   noisy_retraining.csv  one row per retrained model after removing the flagged points
+  lds.csv               one row per attribution: its group linear datamodeling score (mean Spearman over
+                        targets, standard error over targets) from the subsets of its grouping
 """
 
 import json
@@ -21,7 +23,7 @@ import workflow_io as wio
 log = wio.setup(snakemake, torch_threads=False)
 
 KEY = re.compile(r"results/(?P<dataset>[^/]+)/(?P<model>[^/]+)/(?:(?P<variant>noisy|pruning)/)?"
-                 r"(?:retrain|attr|prune|detect)/(?P<method>[^/]+)/(?P<grouping>[a-z-]+)-(?P<group_size>\d+)\.")
+                 r"(?:retrain|attr|prune|detect)/(?P<method>[^/]+)/(?P<grouping>[a-z](?:[a-z0-9-]*[a-z])?)-(?P<group_size>\d+)\.")
 KEYS = ["dataset", "model", "method", "grouping", "group_size"]
 
 
@@ -63,7 +65,7 @@ runtime = []
 for p in inp.attr:
     info = json.loads(Path(p).read_text())
     key = key_of(p)
-    runtime.append({**key, "n_train": info["n_train"], "n_targets": info["n_targets"], "ensemble": info["ensemble"],
+    runtime.append({**key, "grouping_method": info["grouping"], "n_train": info["n_train"], "n_targets": info["n_targets"], "ensemble": info["ensemble"],
                     "device": info["device"], **{f"groups_{k}": v for k, v in info["sizes"].items()},
                     **info["timing"]})
 runtime = pd.DataFrame(runtime)
@@ -96,6 +98,18 @@ if "noisy_labels" in out:
         curves.append(frame)
     tables["noisy_labels"] = pd.concat(curves, ignore_index=True)
     tables["noisy_retraining"] = rows_table(inp.noisy)
+
+if "lds" in out:
+    LDS_KEY = re.compile(r"results/(?P<dataset>[^/]+)/(?P<model>[^/]+)/lds/"
+                         r"(?P<grouping>[a-z](?:[a-z0-9-]*[a-z])?)-(?P<group_size>\d+)\.csv$")
+    parts = []
+    for p in inp.lds:
+        key = LDS_KEY.search(str(p)).groupdict()
+        key["group_size"] = int(key["group_size"])
+        parts.append(with_keys(pd.read_csv(p), key, ["dataset", "model", "grouping", "group_size"]))
+    lds_table = pd.concat(parts, ignore_index=True)
+    # the method column first, as in the other tables
+    tables["lds"] = lds_table[KEYS + [c for c in lds_table.columns if c not in KEYS]]
 
 for name, path in out.items():
     wio.write_csv(tables[name], path)

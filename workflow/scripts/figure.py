@@ -24,6 +24,8 @@ elif name == "tradeoff":
     fig = plots.tradeoff(tables["retraining"], tables["runtime"], removal=snakemake.params.removal)
 elif name == "pruning":
     fig = plots.pruning(tables["pruning"])
+elif name == "lds":
+    fig = plots.lds(tables["lds"], tables["runtime"])
 elif name == "noisy-labels":
     fig = plots.noisy_labels(tables["noisy_labels"], tables["noisy_retraining"])
 else:

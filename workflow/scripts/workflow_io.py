@@ -18,8 +18,31 @@ from typing import Any
 log = logging.getLogger("ggda.workflow")
 
 
+#: Environment variables read by the BLAS and OpenMP runtimes when they load (numpy's OpenBLAS, MKL,
+#: scikit-learn's OpenMP, numexpr): set before any of them is imported by the job.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+                    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def limit_threads(threads: int) -> None:
+    """Hold every thread pool of this process to ``threads``: torch's, and the OpenMP and BLAS pools of
+    numpy and scikit-learn (K-Means), both those already loaded (threadpoolctl) and those loaded later
+    (environment variables). Without it, jobs running side by side each start one thread per core in
+    scikit-learn and oversubscribe the machine."""
+    threads = max(1, int(threads))
+    for var in THREAD_VARIABLES:
+        os.environ[var] = str(threads)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads)
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def setup(snakemake, torch_threads: bool = True) -> logging.Logger:
-    """Send logging, warnings, stdout and stderr of this job to its log file; set torch's threads."""
+    """Send logging, warnings, stdout and stderr of this job to its log file; limit every thread pool of
+    the job to its ``threads`` (:func:`limit_threads`; torch only where ``torch_threads``)."""
     logfile = Path(snakemake.log[0])
     logfile.parent.mkdir(parents=True, exist_ok=True)
     stream = open(logfile, "a", buffering=1)
@@ -29,9 +52,7 @@ def setup(snakemake, torch_threads: bool = True) -> logging.Logger:
     logging.captureWarnings(True)
     warnings.filterwarnings("ignore", message=".*torch.jit.script.*is deprecated")
     if torch_threads:
-        import torch
-
-        torch.set_num_threads(int(snakemake.threads))
+        limit_threads(snakemake.threads)
         # The first optimiser step or torch.func call of a process imports torch._dynamo (about 2 s):
         # import it now, so that this one-time cost of a fresh process is not counted in the training,
         # attribution or retraining times the job records.
