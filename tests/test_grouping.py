@@ -59,7 +59,7 @@ def test_random_k_and_equal_sizes(digits, s):
 @pytest.mark.parametrize("method", ["kmeans", "repr-kmeans", "grad-kmeans"])
 def test_kmeans_methods_partition_with_requested_k(digits, ann, method):
     n = len(digits.train)
-    g = grouping.make(method, ann, digits, group_size=16, seed=0)
+    g = grouping.make(method, ann, digits, group_size=16, seed=0, within_class=False)
     _assert_partition(g, n)
     assert g.k_requested == math.ceil(n / 16)
     assert 0.9 * g.k_requested <= g.k <= g.k_requested
@@ -79,6 +79,20 @@ def test_seeded(digits, ann, method):
     c = grouping.make(method, ann, digits, group_size=32, seed=2)
     np.testing.assert_array_equal(a.labels, b.labels)
     assert not np.array_equal(a.labels, c.labels)
+
+
+def test_within_class_defaults_to_true_for_grad_kmeans_only(digits, ann):
+    y = _y(digits)
+    for method, pure in [("grad-kmeans", True), ("repr-kmeans", False), ("kmeans", False), ("random", False)]:
+        g = grouping.make(method, ann, digits, group_size=64, seed=0)
+        assert g.within_class is pure
+        assert all(len(np.unique(y[m])) == 1 for m in g.members) or not pure
+    mixed = grouping.make("grad-kmeans", ann, digits, group_size=64, seed=0, within_class=False)
+    pure = grouping.make("grad-kmeans", ann, digits, group_size=64, seed=0)
+    assert not mixed.within_class and mixed.k_requested == math.ceil(len(y) / 64)  # one clustering of all
+    assert pure.k_requested == sum(math.ceil(c / 64) for c in np.bincount(y))     # one per class
+    with pytest.raises(ValueError, match="within_class"):
+        grouping.make("random", None, digits, 16, within_class="yes")
 
 
 @pytest.mark.parametrize("method", ["random", "kmeans", "repr-kmeans", "grad-kmeans"])
@@ -368,10 +382,11 @@ def test_duplicate_points_leave_no_empty_group():
 
 
 def test_minibatch_kmeans_above_threshold(digits, ann, monkeypatch):
-    monkeypatch.setattr(grouping, "MINIBATCH_THRESHOLD", 500)
-    a = grouping.make("grad-kmeans", ann, digits, group_size=16, seed=0)
-    b = grouping.make("grad-kmeans", ann, digits, group_size=16, seed=0)
+    monkeypatch.setattr(grouping, "MINIBATCH_THRESHOLD", 500)  # per clustering problem: all classes at once
+    a = grouping.make("grad-kmeans", ann, digits, group_size=16, seed=0, within_class=False)
+    b = grouping.make("grad-kmeans", ann, digits, group_size=16, seed=0, within_class=False)
     _assert_partition(a, len(digits.train))
     np.testing.assert_array_equal(a.labels, b.labels)
     monkeypatch.setattr(grouping, "MINIBATCH_THRESHOLD", 10**9)
-    assert not np.array_equal(a.labels, grouping.make("grad-kmeans", ann, digits, group_size=16, seed=0).labels)
+    exact = grouping.make("grad-kmeans", ann, digits, group_size=16, seed=0, within_class=False)
+    assert not np.array_equal(a.labels, exact.labels)
