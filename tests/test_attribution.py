@@ -43,6 +43,32 @@ def test_group_trak_with_singletons_equals_individual_trak(digits, runs):
     np.testing.assert_allclose(grp.point_scores(), ind.scores, rtol=1e-9, atol=1e-12)
 
 
+def test_trak_kernels(digits, runs):
+    targets = torch.utils.data.TensorDataset(*(t[:30] for t in digits.test.tensors))
+    second = train.fit("ann-s", digits, {"epochs": 5}, seed=1, progress=False)
+    ens = [runs["ann-s"], second]
+    groups = grouping.make("grad-kmeans", runs["ann-s"], digits, 16, seed=0)
+    opts = dict(proj_dim=64, progress=False)
+    ind = attribute("trak", ens, digits.train, targets, **opts)
+    # the individual kernel: each group's score is the sum of its members' individual TRAK scores
+    summed = attribute("trak", ens, digits.train, targets, groups, kernel="individual", **opts)
+    expected = _sum_over_groups(ind.scores, groups.labels, groups.k)
+    np.testing.assert_allclose(summed.scores, expected, rtol=1e-9, atol=1e-12 * np.abs(expected).max())
+    assert summed.options["kernel"] == "individual"
+    # the group kernels differ from it, and from each other (the size correction matters)
+    scaled = attribute("trak", ens, digits.train, targets, groups, **opts)
+    unscaled = attribute("trak", ens, digits.train, targets, groups, kernel="groups-unscaled", **opts)
+    assert scaled.options["kernel"] == "groups"
+    assert not np.allclose(scaled.scores, expected) and not np.allclose(scaled.scores, unscaled.scores)
+    # with singleton groups every kernel is individual TRAK
+    singles = grouping.Groups.from_labels(np.arange(len(digits.train)))
+    for kernel in ("groups", "groups-unscaled", "individual"):
+        one = attribute("trak", ens, digits.train, targets, singles, kernel=kernel, **opts)
+        np.testing.assert_allclose(one.scores, ind.scores, rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="kernel"):
+        attribute("trak", ens, digits.train, targets, groups, kernel="dual", **opts)
+
+
 def test_trak_group_differs_from_sum_and_ensemble_averages(digits, runs):
     targets = torch.utils.data.TensorDataset(*(t[:20] for t in digits.test.tensors))
     second = train.fit("ann-s", digits, {"epochs": 5}, seed=1, progress=False)

@@ -10,7 +10,15 @@ similar points phi_G ~ |G| phi, so each group contributes like its |G| members w
 mean of its members' Q. tau(z, G) = mean_m [phi_z^T K_m^-1 phi_G] * mean_m Q_G. With singleton groups
 this is individual TRAK exactly.
 
-Damping: K + damping * (trace K / d) I (relative to the mean eigenvalue); the solve is in float64.
+Kernel (``kernel=``): "groups" (the default, above); "groups-unscaled", K = sum_G phi_G phi_G^T (group
+features throughout, no size correction); "individual", K = sum_i phi_i phi_i^T from every point's own
+features, and tau(z, G) = sum over the members i of G of the individual score tau(z, i) (needs the
+individual features: with the dense projection this costs what individual TRAK costs).
+
+Damping: K + damping * (trace K / d) I (relative to the mean eigenvalue; default 0.1,
+:data:`DEFAULT_DAMPING`); the solve is in float64.
+With k groups and d feature dimensions the group kernel has rank at most k: when k is near or below d,
+the undamped solve interpolates rather than regresses, and a larger damping helps (docs/grouping-study.md).
 
 Projection: dense (a seeded p x d matrix applied to vectorised per-sample or group gradients), per-layer
 Kronecker factors (``projection="factored"``, ggda.factored: one batched forward/backward pass for all
@@ -23,6 +31,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from ..factored import FactoredEngine
@@ -90,29 +99,42 @@ def kernel_solve(phi: torch.Tensor, sizes: torch.Tensor, damping: float, rhs: to
     return torch.linalg.solve(kernel, rhs.T).T
 
 
+KERNELS = ("groups", "groups-unscaled", "individual")
+#: Default relative damping of the kernel. 0.1 rather than TRAK's near-zero ridge: against
+#: leave-one-group-out retraining of logistic regression (benchmarks/trak_group_forms.py) the group
+#: kernel's Spearman rises from 0.15 at 1e-6 to 0.76 at 0.1 on breast_cancer, and removal on MNIST and
+#: affairs improves for groups (docs/grouping-study.md).
+DEFAULT_DAMPING = 0.1
+
+
 def trak(runs, train, targets, groups=None, *, proj_dim: int | None = 256, projection: str = "auto",
          proj_kind: str = "gaussian",
-         proj_seed: int = 0, damping: float = 1e-6, params: str | Sequence[str] = "all", store=None,
-         batch_size: int = 256, device="auto", progress: bool = True) -> Attribution:
+         proj_seed: int = 0, damping: float = DEFAULT_DAMPING, kernel: str = "groups", params: str | Sequence[str] = "all",
+         store=None, batch_size: int = 256, device="auto", progress: bool = True) -> Attribution:
     """TRAK scores (m targets x k groups), averaged over the ensemble ``runs`` (a TrainRun or a list of
     independently trained TrainRuns; their final models are used). Model j uses projection seed
     ``proj_seed + j``. proj_dim: feature size (None: no projection, the raw gradients). projection:
     "dense", "factored" (per-layer Kronecker factors; proj_dim is the total size shared by the layers)
     or "auto" (factored when every selected parameter is in a supported layer, else dense).
     store: a ggda.gradients.GradientStore (or a folder) keeping each model's projected training-side
-    features for reuse by later calls (e.g. new targets)."""
+    features for reuse by later calls (e.g. new targets).
+    kernel: "groups", "groups-unscaled" or "individual" (module docstring)."""
     store = GradientStore(store) if isinstance(store, (str, os.PathLike)) else store
     runs = ensemble(runs, damping)
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {', '.join(map(repr, KERNELS))}, got {kernel!r}")
     dev = resolve_device(device)
     timer = Timer(dev)
     tr, te = as_tensors(train, "train"), as_tensors(targets, "targets")
     groups = resolve_groups(groups, len(tr[0]))
-    sizes = torch.as_tensor(groups.sizes, dtype=torch.float64, device=dev)
-    score_sum = torch.zeros(len(te[0]), groups.k, dtype=torch.float64, device=dev)
-    q_sum = torch.zeros(groups.k, dtype=torch.float64, device=dev)
+    # the rows the features and the kernel are built from: every point for the individual kernel
+    rows = resolve_groups(None, groups.n) if kernel == "individual" else groups
+    sizes = torch.as_tensor(rows.sizes if kernel == "groups" else np.ones(rows.k), dtype=torch.float64, device=dev)
+    score_sum = torch.zeros(len(te[0]), rows.k, dtype=torch.float64, device=dev)
+    q_sum = torch.zeros(rows.k, dtype=torch.float64, device=dev)
     for j, run in enumerate(runs):
         with timer("train_gradients_s"):
-            engine, phi, q_group = model_features(run, j, tr, groups, proj_dim=proj_dim, proj_kind=proj_kind,
+            engine, phi, q_group = model_features(run, j, tr, rows, proj_dim=proj_dim, proj_kind=proj_kind,
                                                   proj_seed=proj_seed, params=params, store=store,
                                                   batch_size=batch_size, device=dev, progress=progress,
                                                   projection=projection)
@@ -125,7 +147,10 @@ def trak(runs, train, targets, groups=None, *, proj_dim: int | None = 256, proje
             score_sum += x @ phi.T
     with timer("scoring_s"):
         scores = (score_sum / len(runs)) * (q_sum / len(runs))
+        if kernel == "individual" and groups.k < groups.n:  # each group: the sum of its members' scores
+            labels = torch.as_tensor(groups.labels, device=dev)
+            scores = torch.zeros(len(scores), groups.k, dtype=scores.dtype, device=dev).index_add_(1, labels, scores)
     opts = {"models": len(runs), "proj_dim": proj_dim, "proj_kind": proj_kind, "proj_seed": proj_seed,
-            **projection_options(engine.projector), "damping": damping,
+            **projection_options(engine.projector), "damping": damping, "kernel": kernel,
             "params": params if isinstance(params, str) else list(params)}
     return Attribution("trak", scores.cpu().numpy(), groups, timer.finish(groups.seconds), opts)

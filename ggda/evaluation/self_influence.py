@@ -42,7 +42,7 @@ import torch
 from ..attribution.base import Timer, as_tensors, make_engine, make_projector, projection_options, resolve_groups, timed
 from ..attribution.influence import InverseCurvature
 from ..attribution.tracin import checkpoint_ids
-from ..attribution.trak import ensemble, kernel_solve, model_features
+from ..attribution.trak import DEFAULT_DAMPING, ensemble, kernel_solve, model_features
 from ..gradients import GradientEngine
 from ..grouping import Groups
 from ..train import resolve_device
@@ -137,7 +137,7 @@ def _tracin_self(run, tr, groups: Groups, *, timer: Timer, device: torch.device,
 
 
 def _trak_self(runs, tr, groups: Groups, *, timer: Timer, device: torch.device, proj_dim: int | None = 256,
-               projection: str = "auto", proj_kind: str = "gaussian", proj_seed: int = 0, damping: float = 1e-6,
+               projection: str = "auto", proj_kind: str = "gaussian", proj_seed: int = 0, damping: float = DEFAULT_DAMPING,
                params: str | Sequence[str] = "all", batch_size: int = 256, progress: bool = True):
     runs = ensemble(runs, damping)
     sizes = torch.as_tensor(groups.sizes, dtype=torch.float64, device=device)
