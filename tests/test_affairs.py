@@ -7,14 +7,12 @@ tests/test_download.py); the real file is used when a local copy is present (git
 from __future__ import annotations
 
 import hashlib
-import http.server
 import os
-import socket
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _http import Server, dead_url, no_backoff, server  # noqa: F401 (fixtures)
 
 import ggda.data as gdata
 from ggda.data import download as dl
@@ -51,68 +49,6 @@ def fair_csv(n: int = 20) -> str:
 
 def md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
-
-
-# --------------------------------------------------------------------------------------- server
-
-
-class Server:
-    """Serves `routes` (path -> bytes) on 127.0.0.1; other paths get 404. Counts hits per path."""
-
-    def __init__(self) -> None:
-        self.routes: dict[str, bytes] = {}
-        self.hits: dict[str, int] = {}
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                outer.hits[self.path] = outer.hits.get(self.path, 0) + 1
-                data = outer.routes.get(self.path)
-                if data is None:
-                    self.send_error(404, "not found")
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "text/csv")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever,
-                                       kwargs={"poll_interval": 0.02}, daemon=True)
-        self.thread.start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def server():
-    s = Server()
-    yield s
-    s.close()
-
-
-@pytest.fixture(autouse=True)
-def no_backoff(monkeypatch):
-    monkeypatch.setattr(dl, "RETRY_BACKOFF_S", 0.0)
-
-
-@pytest.fixture
-def dead_url():
-    """A URL on a closed local port: any request fails at once with connection refused."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/gone"
 
 
 def serve_fair(server: Server, data: bytes, md5_hex: str | None = None) -> dict[str, dict]:
