@@ -136,6 +136,17 @@ BAD_CONFIGS = [
      "datasets[0].hparams.lr.epochz"),
     ({"attribution": {"targets": 0}}, "attribution.targets"),
     ({"attribution": {"options": {"trak": {"projection": "kronecker"}}}}, "attribution.options.trak.projection"),
+    ({"groupings": [{"method": "random", "sizes": [4]}, {"method": "random", "sizes": [8]}]}, "groupings[1].name"),
+    ({"groupings": [{"method": "random", "name": "Random 4", "sizes": [4]}]}, "groupings[0].name"),
+    ({"groupings": [{"method": "random", "name": "random-4", "sizes": [4]}]}, "groupings[0].name"),
+    ({"groupings": [{"method": "grad-kmeans", "sizes": [16], "options": {"gradients": "head"}}]},
+     "groupings[0].options.gradients"),
+    ({"groupings": [{"method": "random", "sizes": [4], "options": {"max_group_size": 8, "oversize": "reassign"}}]},
+     "groupings[0].options.oversize"),
+    ({"groupings": [{"method": "grad-kmeans", "sizes": [16], "options": {"max_group_size": 8, "oversize": "reassign"}}]},
+     "groupings[0].options.max_group_size"),
+    ({"grouping": {"gradient": "weights"}}, "grouping.gradient"),
+    ({"lds": {"subsets": 2}}, "lds.subsets"),
 ]
 
 
@@ -151,6 +162,39 @@ def test_schema_rejects_bad_config_naming_the_key(tmp_path, change, key):
     assert f"Invalid config: key '{key}'" in proc.output, proc.output[-3000:]
     assert proc.output.count("Invalid config") == 1
     assert "Building DAG" not in proc.output          # rejected before any job is planned
+
+
+def test_grouping_study_config_builds_its_dag(tmp_path):
+    out = snakemake("-n", "--configfile", str(REPO / "config" / "grouping_study.yaml"), "--directory", str(tmp_path),
+                    cwd=REPO).output
+    counts = job_counts(out)
+    cfg = yaml.safe_load((REPO / "config" / "grouping_study.yaml").read_text())
+    per_dataset = sum(len(g.get("sizes", [1])) for g in cfg["groupings"])
+    expected = per_dataset * len(cfg["datasets"])
+    assert counts["groups"] == counts["attribute"] == counts["retrain"] == counts["lds"] == expected
+    assert counts["figure"] == len(cfg["datasets"]) + 3      # ablation per data set, fidelity, tradeoff, lds
+    names = {w["grouping"] for rule, w in planned_jobs(out) if rule == "groups"}
+    assert {"grad-kmeans", "grad-kmeans-raw", "grad-kmeans-16d", "repr-kmeans-class"} <= names
+
+
+def test_a_named_grouping_runs_its_own_options(tmp_path):
+    folder = copy_repo(tmp_path / "repo")
+    config = write_config(folder, "named.yaml", groupings=[
+        {"method": "individual"},
+        {"method": "kmeans", "sizes": [16]},
+        {"name": "kmeans-class", "method": "kmeans", "options": {"within_class": True}, "sizes": [16]}])
+    snakemake("--configfile", config, "--cores", "2", "results/breast_cancer/lr/groups/kmeans-16.npz",
+              "results/breast_cancer/lr/groups/kmeans-class-16.npz", cwd=folder)
+    from ggda.grouping import Groups
+
+    plain = Groups.load(folder / "results/breast_cancer/lr/groups/kmeans-16.npz")
+    named = Groups.load(folder / "results/breast_cancer/lr/groups/kmeans-class-16.npz")
+    assert plain.method == named.method == "kmeans"
+    assert not plain.within_class and named.within_class
+    data = __import__("torch").load(folder / "results/breast_cancer/data/main.pt", weights_only=True)
+    y = data["train"][-1].numpy()
+    assert all(len(set(y[m])) == 1 for m in named.members)  # label-pure, as within_class promises
+    assert any(len(set(y[m])) > 1 for m in plain.members)
 
 
 # --------------------------------------------------------------------------------------------- smoke run
@@ -354,3 +398,26 @@ def test_profiles_name_existing_rules_and_the_main_command_settings():
     slurm = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
     assert slurm["executor"] == "slurm" and "gpu=1" in slurm["config"]
     assert set(slurm["set-resources"]) <= rules, set(slurm["set-resources"]) - rules
+
+
+def test_limit_threads_holds_every_pool_of_a_job(tmp_path):
+    # in a fresh process (the pools of this one are left alone): scikit-learn's OpenMP and numpy's BLAS,
+    # loaded before and after the call, and torch, all at the job's thread count
+    script = tmp_path / "probe.py"
+    script.write_text(
+        "import sys, json\n"
+        f"sys.path.insert(0, {str(REPO / 'workflow' / 'scripts')!r})\n"
+        "import numpy\n"
+        "import workflow_io\n"
+        "workflow_io.limit_threads(1)\n"
+        "import sklearn.cluster, torch\n"
+        "from threadpoolctl import threadpool_info\n"
+        "print(json.dumps({'pools': [(p['user_api'], p['num_threads']) for p in threadpool_info()],"
+        " 'torch': torch.get_num_threads()}))\n")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=_env(), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    apis = {api for api, _ in out["pools"]}
+    assert {"openmp", "blas"} <= apis
+    assert all(n == 1 for _, n in out["pools"]), out
+    assert out["torch"] == 1
