@@ -8,19 +8,21 @@ method         features clustered
 =============  ==========================================================================================
 individual     none: singleton groups (k = n), the individual-attribution baseline
 random         none: a seeded random partition into k groups whose sizes differ by at most one
-kmeans         the flattened inputs, standardised per feature (tabular and image data only)
+kmeans         the flattened inputs, standardised per feature (tabular and image data only), projected to
+               ``feature_dim`` dims when longer
 repr-kmeans    the model's penultimate representation ``run.model.features(*inputs)``
 grad-kmeans    per-sample loss gradients at the head in closed form (``gradient``: of the head's parameters,
-               of the logits or of the penultimate activations), optionally normalised to unit length,
-               projected to ``feature_dim`` dims
+               of the logits or of the penultimate activations; by default the logits with three or more
+               classes, the head's parameters with two), optionally normalised to unit length, projected
+               to ``feature_dim`` dims, each class clustered separately by default
 =============  ==========================================================================================
 
 K-Means groups are not equal in size; ``max_group_size`` caps them, either by splitting the large ones
 into random pieces (``oversize="split"``) or by moving their farthest members to the nearest centre
 with room (``oversize="reassign"``). ``within_class=True`` groups each class separately, so that every
-group is label-pure. Every point then inherits its group's
-score divided by the group size (:meth:`Groups.point_scores`); :func:`fidelity` measures how well that
-share tracks individual scores.
+group is label-pure (the default of grad-kmeans). Every point then inherits its group's score divided by
+the group size (:meth:`Groups.point_scores`); :func:`fidelity` measures how well that share tracks
+individual scores.
 """
 
 from __future__ import annotations
@@ -47,8 +49,9 @@ log = logging.getLogger(__name__)
 
 METHODS = ("individual", "random", "kmeans", "repr-kmeans", "grad-kmeans")
 #: What grad-kmeans clusters (:func:`last_layer_gradients`): the loss gradient with respect to the head's
-#: parameters, to the logits, or to the penultimate activations (the head's input).
-GRADIENTS = ("head", "logits", "penultimate")
+#: parameters, to the logits, or to the penultimate activations (the head's input); "auto" = "logits" for
+#: three or more classes, "head" for two (:func:`resolve_gradient`).
+GRADIENTS = ("auto", "head", "logits", "penultimate")
 #: How ``max_group_size`` treats a larger group: random pieces, or its farthest members moved elsewhere.
 OVERSIZE = ("split", "reassign")
 #: Methods that need a trained model (``run``).
@@ -224,7 +227,7 @@ def make(
     within_class: bool | None = None,
     max_group_size: int | None = None,
     feature_dim: int = 64,
-    gradient: str = "head",
+    gradient: str = "auto",
     normalize: bool = False,
     oversize: str = "split",
     device: str | torch.device = "auto",
@@ -249,11 +252,14 @@ def make(
         random pieces of sizes differing by at most one (more groups than asked); "reassign" (K-Means
         methods only; needs max_group_size >= group_size) keeps the k clusters and moves the members
         farthest from a full cluster's centre to the nearest centre that has room (:func:`cap_clusters`).
-    feature_dim: grad-kmeans projects its gradients to this many dimensions (seeded Gaussian) when they
-        are longer (64: K-Means on 64 dimensions costs a third of 256 at equal fidelity, measured).
+    feature_dim: grad-kmeans and kmeans project their features (gradients; standardised inputs) to this
+        many dimensions (seeded Gaussian) when they are longer (64: K-Means on 64 dimensions costs a third
+        of 256 at equal fidelity, measured).
     gradient: grad-kmeans only: the loss gradient clustered, "head" (the head's weight and bias,
-        C * (H + 1) values), "logits" (C values) or "penultimate" (the head's input, H values); see
-        :func:`last_layer_gradients`.
+        C * (H + 1) values), "logits" (C values), "penultimate" (the head's input, H values) or "auto"
+        (the default: "logits" with three or more classes, "head" with two, where the logit gradient of
+        a class is a single number, the loss level); see :func:`last_layer_gradients` and
+        docs/grouping-study.md for the evidence.
     normalize: grad-kmeans only: scale every gradient feature to unit length, so that points cluster
         by the direction of their gradient and not by how well they are fitted.
     device: where features are computed ("auto": CUDA when available); the model is moved there for
@@ -298,7 +304,7 @@ def make(
 
     feats = None
     if method == "kmeans":
-        feats = input_features(data)
+        feats = input_features(data, feature_dim=feature_dim, seed=seed)
     elif method == "repr-kmeans":
         feats = representation_features(run, data, device=device, batch_size=batch_size)
     elif method == "grad-kmeans":
@@ -336,7 +342,8 @@ def make(
     groups = Groups(labels, method=method, group_size=group_size, seed=seed, within_class=bool(within_class),
                     k_requested=k_req, max_group_size=max_group_size,
                     oversize=oversize if max_group_size is not None else None,
-                    feature_dim=feature_dim if grad else None, gradient=gradient if grad else None,
+                    feature_dim=feature_dim if method in ("grad-kmeans", "kmeans") else None,
+                    gradient=resolve_gradient(gradient, _model_of(run).head) if grad else None,
                     normalize=bool(normalize) and grad,
                     feature_seconds=feature_seconds, cluster_seconds=cluster_seconds)
     groups.seconds = time.perf_counter() - start
@@ -456,10 +463,11 @@ def kmeans_labels(features: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
 # --------------------------------------------------------------------------------------------- features
 
 
-def input_features(data) -> np.ndarray:
+def input_features(data, feature_dim: int | None = None, seed: int = 0) -> np.ndarray:
     """float32 (n, F): ``data.train``'s inputs flattened and standardised per feature (constant
-    features become 0). Text inputs (token ids) have no meaningful geometry: a ValueError says to use
-    repr-kmeans."""
+    features become 0), projected to ``feature_dim`` dimensions (seeded Gaussian,
+    :func:`projection_matrix`, which preserves distances in expectation) when F is larger; None keeps
+    all F. Text inputs (token ids) have no meaningful geometry: a ValueError says to use repr-kmeans."""
     tensors = data.train.tensors
     kind = getattr(data, "meta", {}).get("kind")
     if kind == "text" or len(tensors) != 2 or not tensors[0].is_floating_point():
@@ -469,7 +477,10 @@ def input_features(data) -> np.ndarray:
     x = tensors[0].reshape(len(tensors[0]), -1).to(torch.float64)
     mean, std = x.mean(0), x.std(0, unbiased=False)
     std = torch.where(std > 0, std, torch.ones_like(std))
-    return ((x - mean) / std).to(torch.float32).numpy()
+    x = (x - mean) / std
+    if feature_dim is not None and x.shape[1] > feature_dim:
+        x = x @ projection_matrix(x.shape[1], _positive_int(feature_dim, "feature_dim"), seed, dtype=torch.float64)
+    return x.to(torch.float32).numpy()
 
 
 def _model_of(run) -> nn.Module:
@@ -516,6 +527,16 @@ def projection_matrix(dim_in: int, dim_out: int, seed: int = 0, dtype: torch.dty
     return p.to(device=device, dtype=dtype)
 
 
+def resolve_gradient(gradient: str, head: nn.Linear) -> str:
+    """The gradient grad-kmeans clusters for ``head``: "auto" is "logits" for three or more classes and
+    "head" for two (one logit, or two: a class's logit gradient is then one number, the loss level, which
+    cannot tell apart what two points teach); any other choice is returned as it is."""
+    _choice(gradient, GRADIENTS, "gradient")
+    if gradient != "auto":
+        return gradient
+    return "logits" if head.out_features >= 3 else "head"
+
+
 @torch.no_grad()
 def last_layer_gradients(run, data, feature_dim: int | None = 256, seed: int = 0,
                          device: str | torch.device = "auto", batch_size: int = BATCH_SIZE,
@@ -528,7 +549,8 @@ def last_layer_gradients(run, data, feature_dim: int | None = 256, seed: int = 0
     - "head": the head's parameters, [dL/dW = e outer h flattened (C x H, row-major), dL/db = e] (the
       order of ``head.weight``, ``head.bias``), length C * (H + 1);
     - "logits": e, length C;
-    - "penultimate": dL/dh = W^T e, length H.
+    - "penultimate": dL/dh = W^T e, length H;
+    - "auto": "logits" for three or more classes, "head" for two (:func:`resolve_gradient`).
 
     For the one-logit binary head (logits [0, z]) e = sigmoid(z) - y is a single value: "head" gives
     e * [h, 1], "logits" e, "penultimate" e * w.
@@ -541,9 +563,9 @@ def last_layer_gradients(run, data, feature_dim: int | None = 256, seed: int = 0
     """
     if feature_dim is not None:
         feature_dim = _positive_int(feature_dim, "feature_dim")
-    _choice(gradient, GRADIENTS, "gradient")
     model = _model_of(run)
     head: nn.Linear = model.head
+    gradient = resolve_gradient(gradient, head)
     c_out, h_dim = head.out_features, head.in_features
     dim = {"head": c_out * (h_dim + (head.bias is not None)), "logits": c_out, "penultimate": h_dim}[gradient]
     proj = None

@@ -185,6 +185,27 @@ def test_logit_and_penultimate_gradients_are_the_head_gradients_parts(which, dig
     assert np.abs(pen).max() > 1e-3
 
 
+def test_auto_gradient_is_logits_with_many_classes_and_head_with_two(digits, cancer, ann, lr_run):
+    assert grouping.resolve_gradient("auto", ann.model.head) == "logits"      # 10 classes
+    assert grouping.resolve_gradient("auto", lr_run.model.head) == "head"     # one logit
+    assert grouping.resolve_gradient("penultimate", ann.model.head) == "penultimate"
+    np.testing.assert_array_equal(grouping.last_layer_gradients(ann, digits, gradient="auto"),
+                                  grouping.last_layer_gradients(ann, digits, gradient="logits"))
+    assert grouping.make("grad-kmeans", ann, digits, 16).gradient == "logits"  # recorded as resolved
+    assert grouping.make("grad-kmeans", lr_run, cancer, 16).gradient == "head"
+
+
+def test_kmeans_projects_long_inputs_to_feature_dim(digits):
+    full = grouping.input_features(digits)                      # 64 pixels
+    assert full.shape == (len(digits.train), 64)
+    short = grouping.input_features(digits, feature_dim=16, seed=2)
+    p = grouping.projection_matrix(64, 16, seed=2, dtype=torch.float64).numpy()
+    np.testing.assert_allclose(short, full.astype(np.float64) @ p, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(grouping.input_features(digits, feature_dim=64), full)  # not longer: kept
+    g = grouping.make("kmeans", None, digits, 16, feature_dim=16, seed=2)
+    assert g.feature_dim == 16
+
+
 def test_normalized_gradients_have_unit_length_and_the_same_direction(digits, ann):
     raw = grouping.last_layer_gradients(ann, digits, feature_dim=32, seed=1)
     unit = grouping.last_layer_gradients(ann, digits, feature_dim=32, seed=1, normalize=True)
@@ -193,12 +214,12 @@ def test_normalized_gradients_have_unit_length_and_the_same_direction(digits, an
 
 
 def test_grad_kmeans_options_are_recorded_and_change_the_groups(tmp_path, digits, ann):
-    base = grouping.make("grad-kmeans", ann, digits, 16, seed=0)
+    base = grouping.make("grad-kmeans", ann, digits, 16, seed=0, gradient="head")
     assert (base.gradient, base.normalize, base.oversize) == ("head", False, None)
-    for kw in ({"gradient": "logits"}, {"gradient": "penultimate"}, {"normalize": True}):
+    for kw in ({"gradient": "logits"}, {"gradient": "penultimate"}, {"gradient": "head", "normalize": True}):
         g = grouping.make("grad-kmeans", ann, digits, 16, seed=0, **kw)
         _assert_partition(g, len(digits.train))
-        assert g.gradient == kw.get("gradient", "head") and g.normalize == kw.get("normalize", False)
+        assert g.gradient == kw["gradient"] and g.normalize == kw.get("normalize", False)
         assert not np.array_equal(g.labels, base.labels), kw
         back = Groups.load(g.save(tmp_path / "g.npz"))
         assert (back.gradient, back.normalize) == (g.gradient, g.normalize)

@@ -346,9 +346,21 @@ def grouping_spec(wildcards):
     return specs[wildcards.grouping]
 
 
+#: The grouping options each method uses: only these reach its jobs, so that changing an option of
+#: grad-kmeans (say) does not rerun the random or repr-kmeans groupings.
+GROUPING_OPTIONS = {
+    "individual": (),
+    "random": ("seed", "within_class", "max_group_size", "oversize"),
+    "kmeans": ("seed", "within_class", "max_group_size", "oversize", "feature_dim"),
+    "repr-kmeans": ("seed", "within_class", "max_group_size", "oversize"),
+    "grad-kmeans": ("seed", "within_class", "max_group_size", "oversize", "feature_dim", "gradient", "normalize"),
+}
+
+
 def groups_params(wildcards):
     spec = grouping_spec(wildcards)
-    return {"method": spec["method"], "options": spec["options"]}
+    return {"method": spec["method"],
+            "options": {k: v for k, v in spec["options"].items() if k in GROUPING_OPTIONS[spec["method"]]}}
 
 
 def groups_inputs(wildcards):
