@@ -153,8 +153,10 @@ def ablation(retraining: pd.DataFrame, runtime: pd.DataFrame, dataset: str, remo
     rt = runtime[(runtime["dataset"] == dataset) & (runtime.get("variant", "main") == "main")]
     models = list(dict.fromkeys(ret["model"]))
     methods = [m for m in METHOD_NAMES if m in set(ret["method"].dropna())]
+    shown = ret[(ret["kind"] == "attribution") & ((ret["grouping"] == "individual") | (ret["group_size"] == group_size))]
+    n_bars = len(set(zip(shown["grouping"], shown["group_size"]))) + 2  # and the two baselines
     _theme()
-    fig, axes = _grid(len(models), max(len(methods), 1), width=3.8, height=3.2)
+    fig, axes = _grid(len(models), max(len(methods), 1), width=max(3.8, 0.3 * n_bars + 1.0), height=3.2)
     for i, model in enumerate(models):
         base = ret[(ret["model"] == model) & ret["kind"].isin(["random", "none"])]
         base = base[((base["kind"] == "random") & np.isclose(base["fraction"], removal)) | (base["kind"] == "none")]
