@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ggda.evaluation.results import _se
+
 METHODS = ["if", "tracin", "trak"]
-KEYS = ["dataset", "model", "method", "grouping", "group_size"]
 
 
 def _order(frame: pd.DataFrame) -> list[tuple[str, int]]:
@@ -28,37 +29,37 @@ def _order(frame: pd.DataFrame) -> list[tuple[str, int]]:
     return sorted(pairs, key=lambda p: (*_grouping_rank(p[0]), p[1]))
 
 
-def removal_table(retraining: pd.DataFrame, removal: float) -> dict[str, pd.DataFrame]:
-    att = retraining[(retraining["kind"] == "attribution") & np.isclose(retraining["fraction"], removal)]
-    stats = att.groupby(KEYS)["accuracy"].agg(["mean", "std", "count"]).reset_index()
-    stats["se"] = stats["std"] / np.sqrt(stats["count"])
+def _mean_se_table(stats: pd.DataFrame, mean: str, se: str) -> dict[str, list[dict]]:
+    """{"dataset/model": rows}: one row per grouping and size (in the figures' order), one "mean ± se"
+    cell per method."""
     out = {}
     for (dataset, model), sub in stats.groupby(["dataset", "model"], sort=False):
         rows = []
         for g, s in _order(sub):
             cells = sub[(sub["grouping"] == g) & (sub["group_size"] == s)].set_index("method")
-            rows.append({"grouping": g, "size": s, **{m: f"{cells.loc[m, 'mean']:.3f} ± {cells.loc[m, 'se']:.3f}"
+            rows.append({"grouping": g, "size": s, **{m: f"{cells.loc[m, mean]:.3f} ± {cells.loc[m, se]:.3f}"
                                                       for m in METHODS if m in cells.index}})
-        base = retraining[(retraining["dataset"] == dataset) & (retraining["model"] == model)]
-        for kind, frac in (("random", removal), ("none", 0.0)):
-            b = base[(base["kind"] == kind) & np.isclose(base["fraction"], frac)]["accuracy"]
-            if len(b):
-                cell = f"{b.mean():.3f} ± {b.std(ddof=1) / np.sqrt(len(b)):.3f}"
-                rows.append({"grouping": f"({kind} removal)", "size": "", **{m: cell for m in METHODS}})
-        out[f"{dataset}/{model}"] = pd.DataFrame(rows)
+        out[f"{dataset}/{model}"] = rows
     return out
+
+
+def removal_table(retraining: pd.DataFrame, removal: float) -> dict[str, pd.DataFrame]:
+    at = retraining[np.isclose(retraining["fraction"], removal) | (retraining["kind"] == "none")]
+    stats = at.groupby(["dataset", "model", "method", "grouping", "group_size", "kind"], dropna=False)["accuracy"]
+    stats = stats.agg(accuracy="mean", se=_se).reset_index()
+    tables = _mean_se_table(stats[stats["kind"] == "attribution"], "accuracy", "se")
+    for key, rows in tables.items():
+        dataset, model = key.split("/")
+        for kind in ("random", "none"):
+            b = stats[(stats["dataset"] == dataset) & (stats["model"] == model) & (stats["kind"] == kind)]
+            if len(b):
+                cell = f"{b['accuracy'].iloc[0]:.3f} ± {b['se'].iloc[0]:.3f}"
+                rows.append({"grouping": f"({kind} removal)", "size": "", **{m: cell for m in METHODS}})
+    return {k: pd.DataFrame(v) for k, v in tables.items()}
 
 
 def lds_table(lds: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    out = {}
-    for (dataset, model), sub in lds.groupby(["dataset", "model"], sort=False):
-        rows = []
-        for g, s in _order(sub):
-            cells = sub[(sub["grouping"] == g) & (sub["group_size"] == s)].set_index("method")
-            rows.append({"grouping": g, "size": s, **{m: f"{cells.loc[m, 'lds']:.3f} ± {cells.loc[m, 'lds_se']:.3f}"
-                                                      for m in METHODS if m in cells.index}})
-        out[f"{dataset}/{model}"] = pd.DataFrame(rows)
-    return out
+    return {k: pd.DataFrame(v) for k, v in _mean_se_table(lds, "lds", "lds_se").items()}
 
 
 def cost_table(runtime: pd.DataFrame) -> dict[str, pd.DataFrame]:
