@@ -246,3 +246,22 @@ def test_trak_group_kernel_predicts_leave_one_group_out_retraining(cancer):
     default, undamped = agreement(), agreement(damping=1e-6)
     assert default > 0.6 and default > undamped + 0.3
     assert agreement(kernel="individual") > 0.6
+
+
+@pytest.mark.parametrize("solver", ["exact", "cg"])
+def test_influence_solves_on_the_side_with_fewer_rows_with_the_same_scores(digits, runs, solver):
+    targets = torch.utils.data.TensorDataset(*(t[:120] for t in digits.test.tensors))
+    groups = grouping.make("grad-kmeans", runs["ann-s"], digits, 64, seed=0)  # k = 30 < 120 targets
+    opts = dict(solver=solver, params="last", cg_tol=1e-10, progress=False)
+    auto = attribute("if", runs["ann-s"], digits.train, targets, groups, **opts)
+    by_targets = attribute("if", runs["ann-s"], digits.train, targets, groups, solve_for="targets", **opts)
+    assert auto.options["solve_for"] == "groups" and by_targets.options["solve_for"] == "targets"
+    scale = np.abs(by_targets.scores).max()
+    np.testing.assert_allclose(auto.scores, by_targets.scores, rtol=1e-5, atol=1e-6 * scale)  # float32 model
+    uncentred = attribute("if", runs["ann-s"], digits.train, targets, groups, centre=False, solve_for="groups", **opts)
+    ref = attribute("if", runs["ann-s"], digits.train, targets, groups, centre=False, solve_for="targets", **opts)
+    np.testing.assert_allclose(uncentred.scores, ref.scores, rtol=1e-5, atol=1e-6 * scale)
+    # individual attribution (k = n > m) keeps the target side
+    assert attribute("if", runs["ann-s"], digits.train, targets, **opts).options["solve_for"] == "targets"
+    with pytest.raises(ValueError, match="solve_for"):
+        attribute("if", runs["ann-s"], digits.train, targets, groups, solve_for="both", **opts)

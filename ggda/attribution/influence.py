@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 #: Parameter count up to which solver="auto" forms the exact Hessian (float64, p x p).
 EXACT_MAX_PARAMS = 5000
+#: The sides the curvature can be inverted on (``solve_for``).
+SOLVE_SIDES = ("auto", "targets", "groups")
 
 
 def _logits_fn(engine: GradientEngine):
@@ -195,8 +197,8 @@ def influence(run, train, targets, groups=None, *, damping: float | None = None,
               curvature: str = "gauss-newton", projection: str = "dense", proj_dim: int | None = None,
               proj_kind: str = "gaussian", proj_seed: int = 0,
               params: str | Sequence[str] = "all", centre: bool = True, exact_max_params: int = EXACT_MAX_PARAMS,
-              cg_tol: float = 1e-6, cg_max_iter: int = 200, batch_size: int = 256, device="auto",
-              progress: bool = True) -> Attribution:
+              cg_tol: float = 1e-6, cg_max_iter: int = 200, solve_for: str = "auto", batch_size: int = 256,
+              device="auto", progress: bool = True) -> Attribution:
     """Influence-function scores (m targets x k groups) at the final model of ``run``.
 
     damping: added to the weight decay in the mean-form objective's Hessian (so n * damping in the
@@ -209,6 +211,12 @@ def influence(run, train, targets, groups=None, *, damping: float | None = None,
         "factored" (features and curvature in a proj_dim-dimensional Kronecker-factored space, see the
         module docstring; curvature "gauss-newton" or "empirical-fisher"; solver does not apply).
         "auto" is "factored" when proj_dim is given and every selected parameter is in a supported layer.
+    solve_for: which side the curvature is inverted on; the scores are the same (H is symmetric), the
+        cost is one solve per row: "targets" solves H^-1 grad L(z) for the m targets, "groups" solves
+        H^-1 g_G for the k groups (and H^-1 g_bar when centring), "auto" the side with fewer rows. With
+        CG, the solve is most of IF's cost, so grouping then pays off: k = n / 64 groups against 500
+        targets is about 3x fewer solves, n / 256 about 12x. The group side holds the k group gradients
+        (k x p) in memory.
     """
     dev = resolve_device(device)
     timer = Timer(dev)
@@ -223,6 +231,11 @@ def influence(run, train, targets, groups=None, *, damping: float | None = None,
     if proj_dim is not None:
         raise ValueError("influence projects only with projection='factored' (the dense path is exact); "
                          "drop proj_dim or set projection='factored'")
+    if solve_for not in SOLVE_SIDES:
+        raise ValueError(f"solve_for must be one of {', '.join(map(repr, SOLVE_SIDES))}, got {solve_for!r}")
+    m = len(te[0])
+    if solve_for == "auto":
+        solve_for = "groups" if groups.k + int(centre) < m else "targets"
     engine = GradientEngine(run.model, params, "loss", None, batch_size, dev)
     with timer("solve_s"):
         inverse = InverseCurvature(run, engine, tr, damping=damping, solver=solver, curvature=curvature,
@@ -230,20 +243,33 @@ def influence(run, train, targets, groups=None, *, damping: float | None = None,
                                    batch_size=batch_size, progress=progress)
     with timer("target_gradients_s"):
         gz = engine.compute(te, progress=progress, desc="IF target gradients")
-    with timer("solve_s"):
-        s = inverse.solve(gz)  # (m, p)
-    scores = torch.zeros(len(gz), groups.k, dtype=engine.dtype, device=dev)
-    total = torch.zeros(engine.dim, dtype=engine.dtype, device=dev)
+    sizes = torch.as_tensor(groups.sizes, dtype=engine.dtype, device=dev)
     blocks = engine.iter_groups(tr, groups.labels, progress=progress, desc="IF train gradients")
-    for ids, block in timed(blocks, timer, "train_gradients_s"):
+    if solve_for == "targets":
+        with timer("solve_s"):
+            s = inverse.solve(gz)  # (m, p)
+        scores = torch.zeros(m, groups.k, dtype=engine.dtype, device=dev)
+        total = torch.zeros(engine.dim, dtype=engine.dtype, device=dev)
+        for ids, block in timed(blocks, timer, "train_gradients_s"):
+            with timer("scoring_s"):
+                scores[:, torch.from_numpy(ids).to(dev)] = s @ block.T
+                total += block.sum(0)
         with timer("scoring_s"):
-            scores[:, torch.from_numpy(ids).to(dev)] = s @ block.T
-            total += block.sum(0)
-    with timer("scoring_s"):
-        if centre:
-            sizes = torch.as_tensor(groups.sizes, dtype=engine.dtype, device=dev)
-            scores -= torch.outer(s @ (total / n), sizes)
-    opts = {**inverse.describe(), "projection": "none", "params": params if isinstance(params, str) else list(params),
+            if centre:
+                scores -= torch.outer(s @ (total / n), sizes)
+    else:
+        rhs = torch.zeros(groups.k + 1, engine.dim, dtype=engine.dtype, device=dev)  # g_G rows, then g_bar
+        for ids, block in timed(blocks, timer, "train_gradients_s"):
+            rhs[torch.from_numpy(ids).to(dev)] = block
+        with timer("solve_s"):
+            rhs[-1] = rhs[:-1].sum(0) / n
+            x = inverse.solve(rhs if centre else rhs[:-1])  # (k [+ 1], p)
+        with timer("scoring_s"):
+            scores = gz @ x[:groups.k].T
+            if centre:
+                scores -= torch.outer(gz @ x[-1], sizes)
+    opts = {**inverse.describe(), "solve_for": solve_for, "projection": "none",
+            "params": params if isinstance(params, str) else list(params),
             "centre": centre, "weight_decay": run.hparams.weight_decay}
     return Attribution("if", scores.cpu().double().numpy(), groups, timer.finish(groups.seconds), opts)
 
