@@ -109,8 +109,8 @@ DEFAULT_DAMPING = 0.1
 
 def trak(runs, train, targets, groups=None, *, proj_dim: int | None = 256, projection: str = "auto",
          proj_kind: str = "gaussian",
-         proj_seed: int = 0, damping: float = DEFAULT_DAMPING, kernel: str = "groups", params: str | Sequence[str] = "all",
-         store=None, batch_size: int = 256, device="auto", progress: bool = True) -> Attribution:
+         proj_seed: int = 0, damping: float = DEFAULT_DAMPING, kernel: str = "groups",
+         params: str | Sequence[str] = "all", store=None, batch_size: int = 256, device="auto", progress: bool = True) -> Attribution:
     """TRAK scores (m targets x k groups), averaged over the ensemble ``runs`` (a TrainRun or a list of
     independently trained TrainRuns; their final models are used). Model j uses projection seed
     ``proj_seed + j``. proj_dim: feature size (None: no projection, the raw gradients). projection:

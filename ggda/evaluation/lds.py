@@ -112,8 +112,8 @@ def lds_many(
         raise ValueError("attributions is empty: pass {name: Attribution}")
     targets = data.test if targets is None else targets
     n = len(data.train)
-    first = next(iter(attributions.values()))
-    g = first.groups
+    first = next(iter(attributions))
+    g = attributions[first].groups
     scores = {}
     for name, attr in attributions.items():
         s = np.asarray(attr.scores, dtype=np.float64)
@@ -121,7 +121,7 @@ def lds_many(
             raise ValueError(f"attribution {name!r} has scores {s.shape} over {attr.groups.n} points; expected "
                              f"({len(targets)}, k) over data.train's {n} points")
         if not np.array_equal(attr.groups.labels, g.labels):
-            raise ValueError(f"attribution {name!r} is over other groups than {next(iter(attributions))!r}: "
+            raise ValueError(f"attribution {name!r} is over other groups than {first!r}: "
                              f"lds_many needs one grouping")
         scores[name] = s
     k = g.k

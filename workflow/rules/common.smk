@@ -3,6 +3,7 @@
 # Nothing here imports torch or ggda: parsing the workflow (e.g. a dry run of config/paper.yaml) stays fast
 # and needs no data.
 
+import functools
 import hashlib
 import json
 import math
@@ -122,6 +123,7 @@ def _groupings_key(dataset):
     return config["groupings"], "groupings"
 
 
+@functools.cache  # the config is fixed once parsed; every groups job asks several times
 def grouping_specs(dataset, variant=""):
     """{name: {"method", "options", "sizes"}} of the groupings of ``dataset`` in a variant ("" = the main
     experiment, "pruning/" or "noisy/" = that side experiment's own list)."""
