@@ -23,6 +23,6 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
     __version__ = "0.0.0"
 
 from . import data, grouping, models, train  # noqa: E402
-from .attribution import Attribution, attribute  # noqa: E402
+from .attribution import Attribution, Features, attribute, featurize  # noqa: E402
 
-__all__ = ["attribute", "Attribution", "data", "grouping", "models", "train", "__version__"]
+__all__ = ["attribute", "featurize", "Attribution", "Features", "data", "grouping", "models", "train", "__version__"]

@@ -1,4 +1,4 @@
-"""Per-sample and group gradients, seeded random projections, and an on-disk gradient store.
+"""Per-sample and group gradients and seeded random projections.
 
 One engine serves both: the gradient of the (weighted) summed output of each group's members,
 vectorised with ``torch.func.vmap`` over groups. Individual attribution is the case of singleton
@@ -16,15 +16,11 @@ Outputs whose gradient is taken (per sample, before summing over a group's membe
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
-import os
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,7 +28,6 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 from tqdm.auto import tqdm
 
-from ._io import atomic_path, save_json
 from .train import resolve_device, split_batch
 
 log = logging.getLogger(__name__)
@@ -336,39 +331,3 @@ def group_gradients(model, tensors, labels, params="all", output="loss", project
     """Group gradients g_G = sum_{i in G} w_i grad output(z_i), (k, p) or projected (k, d)."""
     return GradientEngine(model, params, output, projector, batch_size, device).compute(tensors, labels, weights,
                                                                                      progress)
-
-
-# ----------------------------------------------------------------------------------------- storage
-class GradientStore:
-    """Gradient matrices on disk as float32 ``.npy`` files, opened memory-mapped, keyed by a dict
-    (checkpoint, grouping, projection, output, ...). Written atomically; a key's JSON sits beside it."""
-
-    def __init__(self, root: str | os.PathLike):
-        self.root = Path(root)
-
-    @staticmethod
-    def key(**parts: Any) -> str:
-        text = json.dumps(parts, sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-    def path(self, **parts: Any) -> Path:
-        return self.root / f"{self.key(**parts)}.npy"
-
-    def get(self, **parts: Any) -> np.ndarray | None:
-        path = self.path(**parts)
-        return np.load(path, mmap_mode="r") if path.is_file() else None
-
-    def put(self, array: torch.Tensor | np.ndarray, **parts: Any) -> np.ndarray:
-        path = self.path(**parts)
-        data = array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
-        with atomic_path(path) as tmp:
-            mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=data.shape)
-            mm[:] = data
-            mm.flush()
-            del mm
-        save_json(parts, path.with_suffix(".json"))
-        return np.load(path, mmap_mode="r")
-
-    def get_or_compute(self, compute: Callable[[], torch.Tensor], **parts: Any) -> np.ndarray:
-        found = self.get(**parts)
-        return found if found is not None else self.put(compute(), **parts)

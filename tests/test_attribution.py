@@ -199,28 +199,6 @@ def test_influence_works_beyond_convex_models(digits):
     assert a.options["solver"] == "cg" and np.isfinite(a.scores).all() and a.scores.shape == (5, groups.k)
 
 
-@pytest.mark.parametrize("method", ["tracin", "trak"])
-def test_gradient_store_is_reused_and_gives_identical_scores(digits, runs, tmp_path, method):
-    from ggda.gradients import GradientStore
-
-    groups = grouping.make("random", None, digits, 8, seed=1)
-    targets_a = torch.utils.data.TensorDataset(*(t[:30] for t in digits.test.tensors))
-    targets_b = torch.utils.data.TensorDataset(*(t[30:60] for t in digits.test.tensors))
-    store = GradientStore(tmp_path)
-    first = attribute(method, runs["ann-s"], digits.train, targets_a, groups, proj_dim=64, store=store,
-                      progress=False)
-    n_files = len(list(tmp_path.glob("*.npy")))
-    assert n_files == (3 if method == "tracin" else 1)  # one per checkpoint / ensemble model
-    again = attribute(method, runs["ann-s"], digits.train, targets_a, groups, proj_dim=64, store=tmp_path,
-                      progress=False)
-    np.testing.assert_array_equal(again.scores, first.scores)
-    attribute(method, runs["ann-s"], digits.train, targets_b, groups, proj_dim=64, store=store, progress=False)
-    assert len(list(tmp_path.glob("*.npy"))) == n_files  # new targets reuse the stored features
-    other = grouping.make("random", None, digits, 8, seed=2)
-    attribute(method, runs["ann-s"], digits.train, targets_b, other, proj_dim=64, store=store, progress=False)
-    assert len(list(tmp_path.glob("*.npy"))) == 2 * n_files  # another grouping is another key
-
-
 def test_trak_group_kernel_predicts_leave_one_group_out_retraining(cancer):
     """TRAK's group forms against the actual effect of removing each group from a convex model
     (benchmarks/trak_group_forms.py; measured: group kernel 0.15 at damping 1e-6, 0.76 at the default 0.1;

@@ -1,4 +1,4 @@
-"""The gradient engine: per-sample and group gradients against autograd, projection, the store."""
+"""The gradient engine: per-sample and group gradients against autograd, projection."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import torch
 
 import ggda.data as gdata
 from ggda import train
-from ggda.gradients import GradientEngine, GradientStore, Projector, group_gradients, sample_gradients
+from ggda.gradients import GradientEngine, Projector, group_gradients, sample_gradients
 
 
 @pytest.fixture(scope="module")
@@ -98,20 +98,3 @@ def test_last_layer_selection(setup):
         GradientEngine(run.model, ["nope"], device="cpu")
     with pytest.raises(ValueError, match="projector maps"):
         GradientEngine(run.model, "last", projector=Projector(5, 2), device="cpu")
-
-
-def test_gradient_store_roundtrip_and_reuse(tmp_path):
-    store = GradientStore(tmp_path)
-    calls = []
-
-    def compute():
-        calls.append(1)
-        return torch.arange(12, dtype=torch.float64).reshape(3, 4)
-
-    key = {"checkpoint": 2, "grouping": "random-16", "projection": {"d": 4, "seed": 0}}
-    a = store.get_or_compute(compute, **key)
-    b = store.get_or_compute(compute, **key)
-    assert len(calls) == 1 and isinstance(b, np.memmap) and b.dtype == np.float32
-    np.testing.assert_array_equal(a, b)
-    assert store.get(checkpoint=3, grouping="random-16", projection={"d": 4, "seed": 0}) is None
-    assert not list(tmp_path.glob("*.tmp"))

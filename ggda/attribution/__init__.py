@@ -14,13 +14,17 @@ from __future__ import annotations
 from typing import Any
 
 from .base import Attribution
-from .influence import influence
-from .tracin import tracin
-from .trak import trak
+from .features import Features, FeaturesMismatch
+from .influence import Influence, influence
+from .tracin import TracIn, tracin
+from .trak import Trak, trak
 
 METHODS = {"if": influence, "tracin": tracin, "trak": trak}
+#: The featurize-then-score core of each method.
+CORES = {"if": Influence, "tracin": TracIn, "trak": Trak}
 
-__all__ = ["attribute", "Attribution", "METHODS", "influence", "tracin", "trak"]
+__all__ = ["attribute", "featurize", "has_train_features", "Attribution", "Features", "FeaturesMismatch",
+           "METHODS", "influence", "tracin", "trak"]
 
 
 def attribute(method: str, run, train, targets, groups=None, **options: Any) -> Attribution:
@@ -32,7 +36,8 @@ def attribute(method: str, run, train, targets, groups=None, **options: Any) -> 
     targets: the attribution targets (TensorDataset, e.g. ``bundle.test``).
     groups: a ggda.grouping.Groups over the training points; None = individual attribution.
     options: method options (see ``influence``, ``tracin``, ``trak``): e.g. damping, proj_dim, params
-        ("all" or "last"), batch_size, device, progress.
+        ("all" or "last"), batch_size, device, progress; ``features``: artifacts from :func:`featurize`
+        made with the same options, reused instead of recomputed (checked against this call's inputs).
     Returns an Attribution: ``.scores`` (m, k), ``.point_scores()`` (m, n), ``.importance()`` (n,),
     ``.timing``.
     """
@@ -41,3 +46,39 @@ def attribute(method: str, run, train, targets, groups=None, **options: Any) -> 
     except KeyError:
         raise ValueError(f"unknown attribution method {method!r}: choose one of {', '.join(METHODS)}") from None
     return fn(run, train, targets, groups, **options)
+
+
+def _core(method: str, run, options: dict):
+    try:
+        cls = CORES[method]
+    except KeyError:
+        raise ValueError(f"unknown attribution method {method!r}: choose one of {', '.join(CORES)}") from None
+    return cls(run, **options)
+
+
+def has_train_features(method: str, run, **options: Any) -> bool:
+    """Whether ``method`` with these options has training-side features to cache: always for IF (its
+    curvature), for TracIn and TRAK only with the factored projection (a group's feature is then the sum
+    of its members'; otherwise group gradients are computed directly for each grouping)."""
+    core = _core(method, run, options)
+    return method == "if" or core.train_side
+
+
+def featurize(method: str, run, train, targets=None, *, features=None, solve: bool = True,
+              **options: Any) -> Features:
+    """The grouping-independent part of an attribution, to save and reuse (ggda.attribution.features).
+
+    Without ``targets``: the training side (IF: the curvature, its factorisation and the mean gradient;
+    TracIn / TRAK: every training point's factored feature). With ``targets``: the target side (IF: the
+    target gradients and, with ``solve``, their solutions H^-1 grad L(z), made from the curvature in
+    ``features`` when given, else computed; TracIn / TRAK: the target features).
+    options: the method's options, as for :func:`attribute` (those that do not change features, e.g.
+    ``kernel`` or ``centre``, may differ later). Save with ``.save(path)``, reuse with
+    ``attribute(..., features=[paths])``.
+    """
+    core = _core(method, run, options)
+    if targets is None:
+        return core.featurize_train(train)
+    if method == "if":
+        return core.featurize_targets(targets, train, features, solve=solve)
+    return core.featurize_targets(targets)

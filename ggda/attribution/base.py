@@ -30,7 +30,8 @@ class Attribution:
         training); TRAK: the predicted decrease of target t's margin.
     groups: the grouping of the training points (singleton groups for individual attribution).
     timing: seconds: grouping_s (features included), train_gradients_s, target_gradients_s, solve_s
-        (Hessian or kernel build and solve), scoring_s, gradients_s (train + target), total_s (all).
+        (Hessian or kernel build and solve), scoring_s, gradients_s (train + target), total_s (all);
+        cached_s is the part of total_s that was done once, earlier, by ggda.featurize and reused.
     """
 
     method: str
@@ -78,6 +79,7 @@ class Timer:
     def __init__(self, device: torch.device):
         self.device = device
         self.seconds: dict[str, float] = {k: 0.0 for k in TIMING_KEYS}
+        self.cached = 0.0
 
     @contextlib.contextmanager
     def __call__(self, key: str) -> Iterator[None]:
@@ -93,8 +95,17 @@ class Timer:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
+    def add(self, timing: dict[str, float], cached: bool) -> None:
+        """Count the recorded cost of features (their ``timing``) as part of this attribution; the cost
+        of features made earlier and reused (``cached``) is also summed in ``cached_s``, so that
+        ``total_s`` stays the cost of the whole attribution either way."""
+        for key in TIMING_KEYS:
+            if key in timing:
+                self.seconds[key] = self.seconds.get(key, 0.0) + float(timing[key])
+                self.cached += float(timing[key]) if cached else 0.0
+
     def finish(self, grouping_s: float) -> dict[str, float]:
-        out = dict(self.seconds, grouping_s=float(grouping_s))
+        out = dict(self.seconds, grouping_s=float(grouping_s), cached_s=self.cached)
         out["gradients_s"] = out["train_gradients_s"] + out["target_gradients_s"]
         out["total_s"] = sum(out[k] for k in TIMING_KEYS)
         return out
@@ -159,15 +170,16 @@ def fingerprint(*items: Any) -> str:
     return h.hexdigest()[:16]
 
 
-def cached_train_features(engine, tensors, labels: np.ndarray, store, state: dict, progress: bool,
-                          desc: str) -> torch.Tensor:
-    """The projected (k, d) training-side group features, computed or read from ``store`` (a
-    GradientStore) under a key made of the parameters, the data, the grouping, the projection and the
-    output. The value is always the one read back from the store, so reuse gives identical scores."""
-    key = {"parameters": fingerprint(state), "data": fingerprint(list(tensors)), "groups": fingerprint(labels),
-           "projection": engine.projector.describe(), "params": engine.names, "output": engine.output}
-    found = store.get_or_compute(lambda: engine.compute(tensors, labels, progress=progress, desc=desc), **key)
-    return torch.from_numpy(np.array(found)).to(engine.device, engine.dtype)
+def group_sum(features: torch.Tensor, labels: np.ndarray, k: int) -> torch.Tensor:
+    """(n, d) per-point features -> (k, d) group features, each the sum of its members' rows (in row
+    order, the same summation as a pass that adds each batch's rows to their groups)."""
+    index = torch.as_tensor(labels, device=features.device)
+    return torch.zeros(k, features.shape[1], dtype=features.dtype, device=features.device).index_add_(0, index, features)
+
+
+def parameter_names(params) -> str | list[str]:
+    """``params`` as recorded in options and fingerprints."""
+    return params if isinstance(params, str) else list(params)
 
 
 def resolve_projection(model, params, proj_dim: int | None, projection: str) -> str:

@@ -20,6 +20,10 @@ the loss, sum_i sum_c p_ic g_ic g_ic^T (g_ic the feature of the loss with label 
 (phi_G - |G| phi_bar). For large models where the exact Hessian is out of reach; the exact path is the
 default. (Measured on digits against exact Gauss-Newton IF, Spearman per target: lr, where D covers
 all parameters, 1.0 with Gauss-Newton, 0.60 with the empirical Fisher; ann-s at D = 4,096, 0.85 / 0.71.)
+
+Featurize, then score (ggda.attribution.features): the curvature side (the Cholesky factor, g_bar, and
+the factored features) is made once per model, the target side (grad L(z) and H^-1 grad L(z)) once per
+target set; a grouping then costs one pass of group gradients and a matrix product.
 """
 
 from __future__ import annotations
@@ -28,14 +32,16 @@ import logging
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch.func import functional_call, grad, jvp, vjp, vmap
 from tqdm.auto import tqdm
 
 from ..gradients import GradientEngine, per_sample_output
 from ..train import resolve_device
-from .base import (Attribution, Timer, as_tensors, make_engine, make_projector, projection_options,
-                   resolve_groups, resolve_projection, timed)
+from .base import (Attribution, Timer, as_tensors, fingerprint, group_sum, make_engine, make_projector,
+                   parameter_names, projection_options, resolve_groups, resolve_projection, timed)
+from .features import Features, pick
 
 log = logging.getLogger(__name__)
 
@@ -151,13 +157,15 @@ class InverseCurvature:
     """Applies (H + n (weight_decay + damping) I)^-1 to rows of vectors, H the curvature of the summed
     training loss at ``engine``'s parameters (see :func:`influence` for the options).
 
-    ``solve(b)``: (r, p) -> (r, p). The exact solver factorises once (Cholesky) on construction;
+    ``solve(b)``: (r, p) -> (r, p). The exact solver factorises once (Cholesky) on construction, or
+    takes that ``factor`` (the lower Cholesky factor of the damped curvature, ``.factor``) made earlier;
     CG runs per call. ``iterations`` counts CG iterations of the last call (0 for exact).
     """
 
     def __init__(self, run, engine: GradientEngine, tensors, *, damping: float | None = None, solver: str = "auto",
                  curvature: str = "gauss-newton", exact_max_params: int = EXACT_MAX_PARAMS, cg_tol: float = 1e-6,
-                 cg_max_iter: int = 200, batch_size: int = 256, progress: bool = False):
+                 cg_max_iter: int = 200, batch_size: int = 256, progress: bool = False,
+                 factor: torch.Tensor | None = None):
         if solver not in ("auto", "exact", "cg"):
             raise ValueError(f"solver must be 'auto', 'exact' or 'cg', got {solver!r}")
         if curvature not in ("gauss-newton", "hessian"):
@@ -168,8 +176,8 @@ class InverseCurvature:
         self.ridge = len(tensors[0]) * (run.hparams.weight_decay + self.damping)
         self.cg_tol, self.cg_max_iter, self.batch_size = cg_tol, cg_max_iter, batch_size
         self.iterations = 0
-        self._chol = None
-        if self.solver == "exact":
+        self._chol = factor
+        if self.solver == "exact" and factor is None:
             h = curvature_matrix(engine, tensors, curvature, batch_size=max(batch_size, 512), progress=progress)
             h.diagonal().add_(self.ridge)
             chol, info = torch.linalg.cholesky_ex(h)
@@ -177,6 +185,11 @@ class InverseCurvature:
                 raise ValueError(f"the damped Hessian is not positive definite (damping={self.damping}); "
                                  "increase damping, e.g. damping=0.1")
             self._chol = chol
+
+    @property
+    def factor(self) -> torch.Tensor | None:
+        """The Cholesky factor of the damped curvature (exact solver), else None."""
+        return self._chol
 
     def _matvec(self, v: torch.Tensor) -> torch.Tensor:
         return curvature_vector_products(self.engine, self.tensors, v, self.batch_size, self.curvature) + self.ridge * v
@@ -193,12 +206,222 @@ class InverseCurvature:
                 "num_params": self.engine.dim, "cg_iterations": self.iterations}
 
 
+class Influence:
+    """Influence functions for one run and one set of options (see :func:`influence`):
+    ``featurize_train`` (the curvature), ``featurize_targets`` and ``attribute``."""
+
+    def __init__(self, run, *, damping: float | None = None, solver: str = "auto", curvature: str = "gauss-newton",
+                 projection: str = "dense", proj_dim: int | None = None, proj_kind: str = "gaussian",
+                 proj_seed: int = 0, params: str | Sequence[str] = "all", centre: bool = True,
+                 exact_max_params: int = EXACT_MAX_PARAMS, cg_tol: float = 1e-6, cg_max_iter: int = 200,
+                 solve_for: str = "auto", batch_size: int = 256, device="auto", progress: bool = True):
+        self.run, self.params, self.centre, self.batch_size, self.progress = run, params, centre, batch_size, progress
+        self.device = resolve_device(device)
+        self.damping = resolve_damping(run, damping)
+        if solve_for not in SOLVE_SIDES:
+            raise ValueError(f"solve_for must be one of {', '.join(map(repr, SOLVE_SIDES))}, got {solve_for!r}")
+        self.solve_for = solve_for
+        self.factored = resolve_projection(run.model, params, proj_dim, projection) == "factored"
+        if self.factored:
+            if curvature not in ("gauss-newton", "empirical-fisher"):
+                raise ValueError(f"the factored projection supports curvature 'gauss-newton' or 'empirical-fisher', "
+                                 f"got {curvature!r}")
+            self.projector = make_projector(run.model, params, proj_dim, proj_kind, proj_seed, "factored")
+            self.engine = make_engine(run.model, params, "loss", self.projector, batch_size, self.device)
+            self.solver = "exact"
+        else:
+            if proj_dim is not None:
+                raise ValueError("influence projects only with projection='factored' (the dense path is exact); "
+                                 "drop proj_dim or set projection='factored'")
+            if solver not in ("auto", "exact", "cg"):
+                raise ValueError(f"solver must be 'auto', 'exact' or 'cg', got {solver!r}")
+            if curvature not in ("gauss-newton", "hessian"):
+                raise ValueError(f"curvature must be 'gauss-newton' or 'hessian', got {curvature!r}")
+            self.projector = None
+            self.engine = GradientEngine(run.model, params, "loss", None, batch_size, self.device)
+            self.solver = ("exact" if self.engine.dim <= exact_max_params else "cg") if solver == "auto" else solver
+        self.curvature, self.cg_tol, self.cg_max_iter = curvature, cg_tol, cg_max_iter
+        self.proj_dim, self.proj_kind, self.proj_seed = proj_dim, proj_kind, proj_seed
+        self.iterations = 0  # CG iterations of the last group-side solve
+
+    # ----------------------------------------------------------------------------------- identity
+    def feature_options(self) -> dict:
+        """The options the features' values depend on."""
+        opts = {"damping": self.damping, "solver": self.solver, "curvature": self.curvature,
+                "weight_decay": self.run.hparams.weight_decay, "params": parameter_names(self.params),
+                **projection_options(self.projector)}
+        if self.solver == "cg":
+            opts.update(cg_tol=self.cg_tol, cg_max_iter=self.cg_max_iter)
+        if self.factored:
+            opts.update(proj_dim=self.proj_dim, proj_kind=self.proj_kind, proj_seed=self.proj_seed)
+        return opts
+
+    def key(self, tr, te=None) -> dict:
+        """What the features depend on: the model, the training data (the curvature: both sides), the
+        targets (target side) and the options."""
+        out = {"model": fingerprint(self.run.model.state_dict()), "train": fingerprint(list(tr)),
+               "options": self.feature_options()}
+        if te is not None:
+            out["targets"] = fingerprint(list(te))
+        return out
+
+    def _inverse(self, tr, train_f: Features) -> InverseCurvature:
+        """The solver, with the curvature side's Cholesky factor when it has one."""
+        return InverseCurvature(self.run, self.engine, tr, damping=self.damping, solver=self.solver,
+                                curvature=self.curvature, cg_tol=self.cg_tol, cg_max_iter=self.cg_max_iter,
+                                batch_size=self.batch_size, progress=self.progress,
+                                factor=train_f.tensor("factor", self.device) if train_f.has("factor") else None)
+
+    # ------------------------------------------------------------------------------------ featurize
+    def featurize_train(self, train) -> Features:
+        """The curvature side: ``factor`` (the Cholesky factor of the damped curvature; exact solver and
+        factored projection; CG has no factorisation to keep and solves on demand) and ``mean`` (g_bar,
+        the mean training gradient or feature); factored: also ``features`` (n, D), every point's feature."""
+        tr = as_tensors(train, "train")
+        n = len(tr[0])
+        timer = Timer(self.device)
+        arrays = {}
+        if self.factored:
+            with timer("train_gradients_s"):
+                res = self.engine.pass_over(tr, moment=self.curvature, progress=self.progress,
+                                            desc="IF train features")
+                arrays["features"] = res["features"].cpu().numpy()
+                arrays["mean"] = (res["features"].double().sum(0) / n).cpu().numpy()
+            with timer("solve_s"):
+                moment = res["moment"]
+                moment.diagonal().add_(n * (self.run.hparams.weight_decay + self.damping))
+                chol, info = torch.linalg.cholesky_ex(moment)
+                if info.item() != 0:
+                    raise ValueError(f"the damped {self.curvature} matrix is not positive definite "
+                                     f"(damping={self.damping}); increase damping")
+                arrays["factor"] = chol.cpu().numpy()
+        else:
+            with timer("train_gradients_s"):  # one pass, the whole training set as a single group
+                arrays["mean"] = (self.engine.compute(tr, np.zeros(n, dtype=np.int64)) / n)[0].cpu().numpy()
+            if self.solver == "exact":
+                with timer("solve_s"):
+                    inverse = InverseCurvature(self.run, self.engine, tr, damping=self.damping, solver="exact",
+                                               curvature=self.curvature, batch_size=self.batch_size,
+                                               progress=self.progress)
+                    arrays["factor"] = inverse.factor.cpu().numpy()
+        return Features("if", "train", self.key(tr), arrays, timer.seconds)
+
+    def featurize_targets(self, targets, train, train_features=None, solve: bool = True) -> Features:
+        """The target side: ``gradients`` grad L(z) (m, p) (factored: phi_z (m, D)); with ``solve``, also
+        ``solutions`` H^-1 grad L(z) (m, p) and ``solution_dot_mean`` (m,), their products with g_bar.
+        The solve needs the curvature: ``train_features`` (from :meth:`featurize_train`) or made now."""
+        tr, te = as_tensors(train, "train"), as_tensors(targets, "targets")
+        train_f = self._checked(train_features, "train", self.key(tr)) or self.featurize_train(tr)
+        timer = Timer(self.device)
+        arrays = {}
+        with timer("target_gradients_s"):
+            gz = self.engine.compute(te, progress=self.progress, desc="IF target gradients")
+            arrays["gradients"] = (gz.double() if self.factored else gz).cpu().numpy()
+        if solve or self.factored:  # factored: one small Cholesky solve, always done
+            with timer("solve_s"):
+                arrays.update(self._solve_targets(tr, train_f, arrays["gradients"]))
+        return Features("if", "targets", self.key(tr, te), arrays, timer.seconds)
+
+    def _solve_targets(self, tr, train_f: Features, gradients: np.ndarray) -> dict[str, np.ndarray]:
+        gz = torch.from_numpy(gradients).to(self.device)
+        iterations = 0
+        if self.factored:
+            s = torch.cholesky_solve(gz.T, train_f.tensor("factor", self.device)).T
+        else:
+            inverse = self._inverse(tr, train_f)
+            s, iterations = inverse.solve(gz), inverse.iterations
+        return {"solutions": s.cpu().numpy(), "cg_iterations": np.array(iterations),
+                "solution_dot_mean": (s @ train_f.tensor("mean", self.device).to(s.dtype)).cpu().numpy()}
+
+    @staticmethod
+    def _checked(features, side: str, key: dict) -> Features | None:
+        found = pick(features, "if", side)
+        if found is not None:
+            found.require("if", side, key, f"the {'curvature' if side == 'train' else 'target'} features")
+        return found
+
+    # ---------------------------------------------------------------------------------------- score
+    def attribute(self, train, targets, groups=None, features=None) -> Attribution:
+        """Scores (m, k); ``features`` (Features or paths, either side) are reused after their check."""
+        dev = self.device
+        timer = Timer(dev)
+        tr, te = as_tensors(train, "train"), as_tensors(targets, "targets")
+        n, m = len(tr[0]), len(te[0])
+        groups = resolve_groups(groups, n)
+        given = self._checked(features, "train", self.key(tr))
+        train_f = given or self.featurize_train(tr)
+        timer.add(train_f.timing, cached=given is not None)
+        target_f = self._checked(features, "targets", self.key(tr, te))
+        side = self.solve_for
+        if side == "auto":
+            solved = target_f is not None and target_f.has("solutions")
+            side = "targets" if solved or self.factored or groups.k + int(self.centre) >= m else "groups"
+        if target_f is None:
+            target_f = self.featurize_targets(te, tr, train_f, solve=side == "targets")
+            timer.add(target_f.timing, cached=False)
+        else:
+            timer.add(target_f.timing, cached=True)
+            if side == "targets" and not target_f.has("solutions"):
+                with timer("solve_s"):
+                    target_f = Features("if", "targets", target_f.key, {
+                        **target_f.arrays, **self._solve_targets(tr, train_f, target_f.arrays["gradients"])})
+        sizes = torch.as_tensor(groups.sizes, dtype=torch.float64, device=dev)
+        if self.factored:
+            with timer("scoring_s"):
+                phi = group_sum(train_f.tensor("features", dev), groups.labels, groups.k).double()
+                s = target_f.tensor("solutions", dev)
+                scores = s @ phi.T
+                if self.centre:
+                    scores -= torch.outer(target_f.tensor("solution_dot_mean", dev), sizes)
+        elif side == "targets":
+            scores = self._score_targets(tr, groups, target_f, sizes, timer)
+        else:
+            scores = self._score_groups(tr, groups, train_f, target_f, sizes, timer)
+        iterations = int(target_f.arrays["cg_iterations"]) if side == "targets" else self.iterations
+        opts = {**self.feature_options(), "solve_for": side, "centre": self.centre, "cg_iterations": iterations,
+                "num_params": self.engine.dim}
+        return Attribution("if", scores.cpu().double().numpy(), groups, timer.finish(groups.seconds), opts)
+
+    def _score_targets(self, tr, groups, target_f: Features, sizes, timer: Timer) -> torch.Tensor:
+        """score(z, G) = (H^-1 grad L(z)) . g_G, from the targets' solutions and one pass of group gradients."""
+        dev = self.device
+        s = target_f.tensor("solutions", dev)  # (m, p)
+        scores = torch.zeros(len(s), groups.k, dtype=s.dtype, device=dev)
+        blocks = self.engine.iter_groups(tr, groups.labels, progress=self.progress, desc="IF train gradients")
+        for ids, block in timed(blocks, timer, "train_gradients_s"):
+            with timer("scoring_s"):
+                scores[:, torch.from_numpy(ids).to(dev)] = s @ block.T
+        with timer("scoring_s"):
+            if self.centre:
+                scores -= torch.outer(target_f.tensor("solution_dot_mean", dev), sizes.to(s.dtype))
+        return scores
+
+    def _score_groups(self, tr, groups, train_f: Features, target_f: Features, sizes, timer: Timer) -> torch.Tensor:
+        """score(z, G) = grad L(z) . (H^-1 g_G): k (+ 1 for g_bar) solves instead of m."""
+        dev, k = self.device, groups.k
+        rhs = torch.zeros(k + 1, self.engine.dim, dtype=self.engine.dtype, device=dev)  # g_G rows, then g_bar
+        blocks = self.engine.iter_groups(tr, groups.labels, progress=self.progress, desc="IF train gradients")
+        for ids, block in timed(blocks, timer, "train_gradients_s"):
+            rhs[torch.from_numpy(ids).to(dev)] = block
+        with timer("solve_s"):
+            rhs[-1] = train_f.tensor("mean", dev)
+            inverse = self._inverse(tr, train_f)
+            x = inverse.solve(rhs if self.centre else rhs[:-1])  # (k [+ 1], p)
+            self.iterations = inverse.iterations
+        with timer("scoring_s"):
+            gz = target_f.tensor("gradients", dev)
+            scores = gz @ x[:k].T
+            if self.centre:
+                scores -= torch.outer(gz @ x[-1], sizes.to(gz.dtype))
+        return scores
+
+
 def influence(run, train, targets, groups=None, *, damping: float | None = None, solver: str = "auto",
               curvature: str = "gauss-newton", projection: str = "dense", proj_dim: int | None = None,
               proj_kind: str = "gaussian", proj_seed: int = 0,
               params: str | Sequence[str] = "all", centre: bool = True, exact_max_params: int = EXACT_MAX_PARAMS,
-              cg_tol: float = 1e-6, cg_max_iter: int = 200, solve_for: str = "auto", batch_size: int = 256,
-              device="auto", progress: bool = True) -> Attribution:
+              cg_tol: float = 1e-6, cg_max_iter: int = 200, solve_for: str = "auto", features=None,
+              batch_size: int = 256, device="auto", progress: bool = True) -> Attribution:
     """Influence-function scores (m targets x k groups) at the final model of ``run``.
 
     damping: added to the weight decay in the mean-form objective's Hessian (so n * damping in the
@@ -213,98 +436,17 @@ def influence(run, train, targets, groups=None, *, damping: float | None = None,
         "auto" is "factored" when proj_dim is given and every selected parameter is in a supported layer.
     solve_for: which side the curvature is inverted on; the scores are the same (H is symmetric), the
         cost is one solve per row: "targets" solves H^-1 grad L(z) for the m targets, "groups" solves
-        H^-1 g_G for the k groups (and H^-1 g_bar when centring), "auto" the side with fewer rows. With
-        CG, the solve is most of IF's cost, so grouping then pays off: k = n / 64 groups against 500
-        targets is about 3x fewer solves, n / 256 about 12x. The group side holds the k group gradients
-        (k x p) in memory.
+        H^-1 g_G for the k groups (and H^-1 g_bar when centring), "auto" the side with fewer rows, or
+        "targets" when given target features already hold the solutions. With CG the solve is most of
+        IF's cost, so grouping then pays off: k = n / 64 groups against 500 targets is about 3x fewer
+        solves, n / 256 about 12x. The group side holds the k group gradients (k x p) in memory.
+    features: the curvature (training side) and target features made earlier by ``ggda.featurize("if",
+        ...)`` with the same options (Features objects or paths); checked against this call's model,
+        data and options, then reused: with the targets' solutions cached, a grouping costs one pass of
+        group gradients and a product.
     """
-    dev = resolve_device(device)
-    timer = Timer(dev)
-    tr, te = as_tensors(train, "train"), as_tensors(targets, "targets")
-    n = len(tr[0])
-    groups = resolve_groups(groups, n)
-    if resolve_projection(run.model, params, proj_dim, projection) == "factored":
-        return _factored_influence(run, tr, te, groups, timer, damping=damping, curvature=curvature,
-                                   proj_dim=proj_dim,
-                                   proj_kind=proj_kind, proj_seed=proj_seed, params=params, centre=centre,
-                                   batch_size=batch_size, device=dev, progress=progress)
-    if proj_dim is not None:
-        raise ValueError("influence projects only with projection='factored' (the dense path is exact); "
-                         "drop proj_dim or set projection='factored'")
-    if solve_for not in SOLVE_SIDES:
-        raise ValueError(f"solve_for must be one of {', '.join(map(repr, SOLVE_SIDES))}, got {solve_for!r}")
-    m = len(te[0])
-    if solve_for == "auto":
-        solve_for = "groups" if groups.k + int(centre) < m else "targets"
-    engine = GradientEngine(run.model, params, "loss", None, batch_size, dev)
-    with timer("solve_s"):
-        inverse = InverseCurvature(run, engine, tr, damping=damping, solver=solver, curvature=curvature,
-                                   exact_max_params=exact_max_params, cg_tol=cg_tol, cg_max_iter=cg_max_iter,
-                                   batch_size=batch_size, progress=progress)
-    with timer("target_gradients_s"):
-        gz = engine.compute(te, progress=progress, desc="IF target gradients")
-    sizes = torch.as_tensor(groups.sizes, dtype=engine.dtype, device=dev)
-    blocks = engine.iter_groups(tr, groups.labels, progress=progress, desc="IF train gradients")
-    if solve_for == "targets":
-        with timer("solve_s"):
-            s = inverse.solve(gz)  # (m, p)
-        scores = torch.zeros(m, groups.k, dtype=engine.dtype, device=dev)
-        total = torch.zeros(engine.dim, dtype=engine.dtype, device=dev)
-        for ids, block in timed(blocks, timer, "train_gradients_s"):
-            with timer("scoring_s"):
-                scores[:, torch.from_numpy(ids).to(dev)] = s @ block.T
-                total += block.sum(0)
-        with timer("scoring_s"):
-            if centre:
-                scores -= torch.outer(s @ (total / n), sizes)
-    else:
-        rhs = torch.zeros(groups.k + 1, engine.dim, dtype=engine.dtype, device=dev)  # g_G rows, then g_bar
-        for ids, block in timed(blocks, timer, "train_gradients_s"):
-            rhs[torch.from_numpy(ids).to(dev)] = block
-        with timer("solve_s"):
-            rhs[-1] = rhs[:-1].sum(0) / n
-            x = inverse.solve(rhs if centre else rhs[:-1])  # (k [+ 1], p)
-        with timer("scoring_s"):
-            scores = gz @ x[:groups.k].T
-            if centre:
-                scores -= torch.outer(gz @ x[-1], sizes)
-    opts = {**inverse.describe(), "solve_for": solve_for, "projection": "none",
-            "params": params if isinstance(params, str) else list(params),
-            "centre": centre, "weight_decay": run.hparams.weight_decay}
-    return Attribution("if", scores.cpu().double().numpy(), groups, timer.finish(groups.seconds), opts)
-
-
-def _factored_influence(run, tr, te, groups, timer: Timer, *, damping, curvature: str, proj_dim: int, proj_kind: str,
-                        proj_seed: int, params, centre: bool, batch_size: int, device, progress: bool) -> Attribution:
-    """Influence in the factored feature space (module docstring)."""
-    if curvature not in ("gauss-newton", "empirical-fisher"):
-        raise ValueError(f"the factored projection supports curvature 'gauss-newton' or 'empirical-fisher', "
-                         f"got {curvature!r}")
-    n = len(tr[0])
-    damping = resolve_damping(run, damping)
-    projector = make_projector(run.model, params, proj_dim, proj_kind, proj_seed, "factored")
-    engine = make_engine(run.model, params, "loss", projector, batch_size, device)
-    with timer("train_gradients_s"):
-        res = engine.pass_over(tr, groups.labels, moment=curvature, progress=progress, desc="IF train features")
-    phi = res["features"].double()
-    with timer("solve_s"):
-        fisher = res["moment"]
-        fisher.diagonal().add_(n * (run.hparams.weight_decay + damping))
-        chol, info = torch.linalg.cholesky_ex(fisher)
-        if info.item() != 0:
-            raise ValueError(f"the damped {curvature} matrix is not positive definite (damping={damping}); "
-                             "increase damping")
-    with timer("target_gradients_s"):
-        phi_z = engine.compute(te, progress=progress, desc="IF target features").double()
-    with timer("solve_s"):
-        s = torch.cholesky_solve(phi_z.T, chol).T  # (m, D)
-    with timer("scoring_s"):
-        scores = s @ phi.T
-        if centre:
-            sizes = torch.as_tensor(groups.sizes, dtype=torch.float64, device=device)
-            scores -= torch.outer(s @ (phi.sum(0) / n), sizes)
-    opts = {"damping": damping, "solver": "exact", "curvature": curvature, "proj_dim": proj_dim,
-            "proj_kind": proj_kind, "proj_seed": proj_seed, **projection_options(projector),
-            "params": params if isinstance(params, str) else list(params), "centre": centre,
-            "weight_decay": run.hparams.weight_decay}
-    return Attribution("if", scores.cpu().numpy(), groups, timer.finish(groups.seconds), opts)
+    core = Influence(run, damping=damping, solver=solver, curvature=curvature, projection=projection,
+                     proj_dim=proj_dim, proj_kind=proj_kind, proj_seed=proj_seed, params=params, centre=centre,
+                     exact_max_params=exact_max_params, cg_tol=cg_tol, cg_max_iter=cg_max_iter, solve_for=solve_for,
+                     batch_size=batch_size, device=device, progress=progress)
+    return core.attribute(train, targets, groups, features)

@@ -3,20 +3,24 @@ over the checkpoints theta_t recorded by training with their learning rates eta_
 gradient (sum of the members' loss gradients). Optionally both sides are randomly projected to d
 dimensions (the same seeded projection for targets and training points): densely, or with per-layer
 Kronecker factors (``projection="factored"``, ggda.factored: about one epoch per checkpoint for all
-training features, no per-sample gradients)."""
+training features, no per-sample gradients).
+
+Featurize, then score (ggda.attribution.features): the target side (eta_t grad L(z; theta_t) per
+checkpoint) does not depend on the grouping, nor, with the factored projection, do the training points'
+own features, from which every group's feature is the exact sum of its members'.
+"""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import torch
 
-from ..factored import FactoredEngine, factor_inner_products, single_position_layers
-from ..gradients import GradientStore
+from ..factored import FactoredEngine, FactoredProjector, factor_inner_products, single_position_layers
 from ..train import resolve_device
-from .base import (Attribution, Timer, as_tensors, cached_train_features, make_engine, make_projector,
-                   projection_options, resolve_groups, timed)
+from .base import (Attribution, Timer, as_tensors, fingerprint, group_sum, make_engine, make_projector,
+                   parameter_names, projection_options, resolve_groups, timed)
+from .features import Features, pick
 
 
 def checkpoint_ids(run, checkpoints: Sequence[int] | None) -> list[int]:
@@ -27,9 +31,148 @@ def checkpoint_ids(run, checkpoints: Sequence[int] | None) -> list[int]:
     return ids
 
 
+class TracIn:
+    """TracIn for one run and one set of options (see :func:`tracin`): ``featurize_targets``,
+    ``featurize_train`` (factored projection only) and ``attribute``."""
+
+    def __init__(self, run, *, checkpoints: Sequence[int] | None = None, proj_dim: int | None = None,
+                 projection: str = "auto", proj_kind: str = "gaussian", proj_seed: int = 0,
+                 params: str | Sequence[str] = "all", batch_size: int = 256, device="auto", progress: bool = True):
+        self.run, self.params, self.batch_size, self.progress = run, params, batch_size, progress
+        self.device = resolve_device(device)
+        self.ck_ids = checkpoint_ids(run, checkpoints)
+        self.projector = make_projector(run.model, params, proj_dim, proj_kind, proj_seed, projection)
+        self.proj_dim, self.proj_kind, self.proj_seed, self.projection = proj_dim, proj_kind, proj_seed, projection
+        self._layers: FactoredProjector | None | bool = False  # resolved on the first data seen
+
+    def exact_layers(self, tensors) -> FactoredProjector | None:
+        """The layer map of exact layer-wise inner products (unprojected, "auto", MLP layers), else None."""
+        if self._layers is False:
+            self._layers = (single_position_layers(self.run.model, self.params, tensors, self.device)
+                            if self.proj_dim is None and self.projection == "auto" else None)
+        return self._layers
+
+    @property
+    def train_side(self) -> bool:
+        """Whether the training side has grouping-independent features: only with the factored projection."""
+        return isinstance(self.projector, FactoredProjector)
+
+    def options(self, tensors) -> dict:
+        return {"checkpoints": self.ck_ids, "lrs": [self.run.checkpoints[i].lr for i in self.ck_ids],
+                "proj_dim": self.proj_dim, "proj_kind": self.proj_kind, "proj_seed": self.proj_seed,
+                **projection_options(self.projector),
+                "inner_products": "factored" if self.exact_layers(tensors) is not None else "gradients",
+                "params": parameter_names(self.params)}
+
+    def key(self, tensors) -> dict:
+        """What either side's features depend on: the checkpoints, the data, the options."""
+        return {"model": fingerprint([self.run.checkpoints[i].state_dict for i in self.ck_ids]),
+                "data": fingerprint(list(tensors)), "options": self.options(tensors)}
+
+    def _engine(self, i: int, layers=None):
+        model = self.run.model_at(i)
+        if layers is not None:
+            return FactoredEngine(model, layers, "loss", self.batch_size, self.device)
+        return make_engine(model, self.params, "loss", self.projector, self.batch_size, self.device)
+
+    # ------------------------------------------------------------------------------------ featurize
+    def featurize_targets(self, targets) -> Features:
+        """Per checkpoint i, ``ckpt{i}`` = eta_i grad L(z; theta_i) (m, d); with exact layer-wise inner
+        products, the per-layer factors ``ckpt{i}/layer{j}/a`` and ``.../delta`` (delta scaled by eta_i)."""
+        te = as_tensors(targets, "targets")
+        timer = Timer(self.device)
+        layers = self.exact_layers(te)
+        arrays = {}
+        with timer("target_gradients_s"):
+            for i in self.ck_ids:
+                lr = self.run.checkpoints[i].lr
+                engine = self._engine(i, layers)
+                if layers is not None:
+                    blocks = [f for _, f in engine.iter_factors(te, self.progress, f"TracIn targets ckpt {i}")]
+                    for j in range(len(layers.layers)):
+                        arrays[f"ckpt{i}/layer{j}/a"] = torch.cat([b[j][0] for b in blocks]).cpu().numpy()
+                        arrays[f"ckpt{i}/layer{j}/delta"] = (torch.cat([b[j][1] for b in blocks]) * lr).cpu().numpy()
+                else:
+                    gz = engine.compute(te, progress=self.progress, desc=f"TracIn targets ckpt {i}") * lr
+                    arrays[f"ckpt{i}"] = gz.cpu().numpy()
+        return Features("tracin", "targets", self.key(te), arrays, timer.seconds)
+
+    def featurize_train(self, train) -> Features:
+        """Per checkpoint i, ``ckpt{i}`` = every training point's factored feature (n, d)."""
+        if not self.train_side:
+            raise ValueError("TracIn's training side has grouping-independent features only with the factored "
+                             "projection (projection='factored' or 'auto' with proj_dim on supported layers); "
+                             "otherwise group gradients are computed for each grouping")
+        tr = as_tensors(train, "train")
+        timer = Timer(self.device)
+        arrays = {}
+        with timer("train_gradients_s"):
+            for i in self.ck_ids:
+                feats = self._engine(i).compute(tr, progress=self.progress, desc=f"TracIn train ckpt {i}")
+                arrays[f"ckpt{i}"] = feats.cpu().numpy()
+        return Features("tracin", "train", self.key(tr), arrays, timer.seconds)
+
+    # ---------------------------------------------------------------------------------------- score
+    def attribute(self, train, targets, groups=None, features=None) -> Attribution:
+        """Scores (m, k); ``features`` (Features or paths, either side) are reused after their check."""
+        tr, te = as_tensors(train, "train"), as_tensors(targets, "targets")
+        groups = resolve_groups(groups, len(tr[0]))
+        timer = Timer(self.device)
+        target_f, train_f = pick(features, "tracin", "targets"), pick(features, "tracin", "train")
+        if target_f is not None:
+            target_f.require("tracin", "targets", self.key(te), "the target features")
+        if train_f is not None:
+            if not self.train_side:
+                raise ValueError("training-side features were given, but this call does not use the factored "
+                                 "projection, so TracIn computes group gradients directly: drop them")
+            train_f.require("tracin", "train", self.key(tr), "the training features")
+        reused = target_f is not None
+        target_f = target_f if reused else self.featurize_targets(te)
+        timer.add(target_f.timing, cached=reused)
+        scores = self._score(tr, te, groups, target_f, train_f, timer)
+        return Attribution("tracin", scores.cpu().double().numpy(), groups, timer.finish(groups.seconds),
+                           self.options(tr))
+
+    def _score(self, tr, te, groups, target_f: Features, train_f: Features | None, timer: Timer) -> torch.Tensor:
+        dev, m = self.device, len(te[0])
+        layers = self.exact_layers(tr)
+        scores = None
+        if self.train_side:
+            if train_f is None:
+                train_f = self.featurize_train(tr)
+                timer.add(train_f.timing, cached=False)
+            else:
+                timer.add(train_f.timing, cached=True)
+        for i in self.ck_ids:
+            if layers is not None:
+                target = [(target_f.tensor(f"ckpt{i}/layer{j}/a", dev), target_f.tensor(f"ckpt{i}/layer{j}/delta", dev))
+                          for j in range(len(layers.layers))]
+                if scores is None:
+                    scores = torch.zeros(m, groups.k, dtype=target[0][0].dtype, device=dev)
+                labels = torch.as_tensor(groups.labels, device=dev)
+                train = self._engine(i, layers).iter_factors(tr, self.progress, f"TracIn train ckpt {i}")
+                for rows, factors in timed(train, timer, "train_gradients_s"):
+                    with timer("scoring_s"):
+                        scores.index_add_(1, labels[rows], factor_inner_products(target, factors))
+                continue
+            gz = target_f.tensor(f"ckpt{i}", dev)
+            if scores is None:
+                scores = torch.zeros(m, groups.k, dtype=gz.dtype, device=dev)
+            if train_f is not None:
+                with timer("scoring_s"):
+                    scores += gz @ group_sum(train_f.tensor(f"ckpt{i}", dev), groups.labels, groups.k).T
+                continue
+            blocks = self._engine(i).iter_groups(tr, groups.labels, progress=self.progress,
+                                                 desc=f"TracIn train ckpt {i}")
+            for ids, block in timed(blocks, timer, "train_gradients_s"):
+                with timer("scoring_s"):
+                    scores[:, torch.from_numpy(ids).to(dev)] += gz @ block.T
+        return scores
+
+
 def tracin(run, train, targets, groups=None, *, checkpoints: Sequence[int] | None = None,
            proj_dim: int | None = None, projection: str = "auto", proj_kind: str = "gaussian", proj_seed: int = 0,
-           params: str | Sequence[str] = "all", store=None, batch_size: int = 256, device="auto",
+           params: str | Sequence[str] = "all", features=None, batch_size: int = 256, device="auto",
            progress: bool = True) -> Attribution:
     """TracIn scores (m targets x k groups).
 
@@ -43,73 +186,11 @@ def tracin(run, train, targets, groups=None, *, checkpoints: Sequence[int] | Non
         gradients), "factored" (per-layer Kronecker factors from one batched forward/backward pass;
         proj_dim is the total size shared by the layers; see ggda.factored) or "auto" (factored when
         every selected parameter is in a supported layer, else dense).
-    store: a ggda.gradients.GradientStore (or a folder) where the projected training-side features of
-        each checkpoint are kept and reused by later calls (needs proj_dim).
+    features: target-side and (factored projection) training-side features made earlier by
+        ``ggda.featurize("tracin", ...)`` with the same options (Features objects or paths); checked
+        against this call's model, data and options, then reused instead of recomputed.
     """
-    dev = resolve_device(device)
-    timer = Timer(dev)
-    tr, te = as_tensors(train, "train"), as_tensors(targets, "targets")
-    groups = resolve_groups(groups, len(tr[0]))
-    ck_ids = checkpoint_ids(run, checkpoints)
-    if store is not None and proj_dim is None:
-        raise ValueError("store needs proj_dim: only projected features are kept on disk")
-    store = GradientStore(store) if isinstance(store, (str, os.PathLike)) else store
-    projector = make_projector(run.model, params, proj_dim, proj_kind, proj_seed, projection)
-    exact_layers = (single_position_layers(run.model, params, tr, dev)
-                    if proj_dim is None and projection == "auto" else None)
-    if exact_layers is not None:
-        scores = _exact_factored(run, tr, te, groups, ck_ids, exact_layers, timer, batch_size, dev, progress)
-    else:
-        scores = _from_gradients(run, tr, te, groups, ck_ids, params, projector, store, timer, batch_size, dev,
-                                 progress)
-    opts = {"checkpoints": ck_ids, "lrs": [run.checkpoints[i].lr for i in ck_ids], "proj_dim": proj_dim,
-            "proj_kind": proj_kind, "proj_seed": proj_seed, **projection_options(projector),
-            "inner_products": "factored" if exact_layers is not None else "gradients",
-            "params": params if isinstance(params, str) else list(params)}
-    return Attribution("tracin", scores.cpu().double().numpy(), groups, timer.finish(groups.seconds), opts)
+    core = TracIn(run, checkpoints=checkpoints, proj_dim=proj_dim, projection=projection, proj_kind=proj_kind,
+                  proj_seed=proj_seed, params=params, batch_size=batch_size, device=device, progress=progress)
+    return core.attribute(train, targets, groups, features)
 
-
-def _exact_factored(run, tr, te, groups, ck_ids, layers, timer: Timer, batch_size: int, device,
-                    progress: bool) -> torch.Tensor:
-    """Exact TracIn from per-layer activations and output gradients (see ``proj_dim`` in :func:`tracin`)."""
-    labels = torch.as_tensor(groups.labels, device=device)
-    scores = None
-    for i in ck_ids:
-        engine = FactoredEngine(run.model_at(i), layers, "loss", batch_size, device)
-        with timer("target_gradients_s"):
-            blocks = [f for _, f in engine.iter_factors(te, progress, f"TracIn targets ckpt {i}")]
-            lr = run.checkpoints[i].lr
-            target = [(torch.cat([b[j][0] for b in blocks]), torch.cat([b[j][1] for b in blocks]) * lr)
-                      for j in range(len(layers.layers))]
-        if scores is None:
-            scores = torch.zeros(len(te[0]), groups.k, dtype=engine.dtype, device=device)
-        train = engine.iter_factors(tr, progress, f"TracIn train ckpt {i}")
-        for rows, factors in timed(train, timer, "train_gradients_s"):
-            with timer("scoring_s"):
-                scores.index_add_(1, labels[rows], factor_inner_products(target, factors))
-    return scores
-
-
-def _from_gradients(run, tr, te, groups, ck_ids, params, projector, store, timer: Timer, batch_size: int, dev,
-                    progress: bool) -> torch.Tensor:
-    """TracIn from (projected) per-sample target gradients and group gradients or features."""
-    scores = None
-    for i in ck_ids:
-        ck = run.checkpoints[i]
-        engine = make_engine(run.model_at(i), params, "loss", projector, batch_size, dev)
-        with timer("target_gradients_s"):
-            gz = engine.compute(te, progress=progress, desc=f"TracIn targets ckpt {i}") * ck.lr
-        if scores is None:
-            scores = torch.zeros(len(gz), groups.k, dtype=engine.dtype, device=dev)
-        if store is not None:
-            with timer("train_gradients_s"):
-                features = cached_train_features(engine, tr, groups.labels, store, ck.state_dict, progress,
-                                                 f"TracIn train ckpt {i}")
-            with timer("scoring_s"):
-                scores += gz @ features.T
-            continue
-        blocks = engine.iter_groups(tr, groups.labels, progress=progress, desc=f"TracIn train ckpt {i}")
-        for ids, block in timed(blocks, timer, "train_gradients_s"):
-            with timer("scoring_s"):
-                scores[:, torch.from_numpy(ids).to(dev)] += gz @ block.T
-    return scores

@@ -24,21 +24,24 @@ Projection: dense (a seeded p x d matrix applied to vectorised per-sample or gro
 Kronecker factors (``projection="factored"``, ggda.factored: one batched forward/backward pass for all
 training features, Q from the same pass), or none (``proj_dim=None``: the raw gradients, for small
 parameter sets).
+
+Featurize, then score (ggda.attribution.features): the targets' phi_z of each model does not depend on
+the grouping, nor, with the factored projection, do the training points' own features and Q, from
+which every group's feature is the exact sum of its members'.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from ..factored import FactoredEngine
-from ..gradients import GradientStore
+from ..factored import FactoredProjector
 from ..train import resolve_device, split_batch
-from .base import (Attribution, Timer, as_tensors, cached_train_features, make_engine, make_projector,
-                   projection_options, resolve_groups)
+from .base import (Attribution, Timer, as_tensors, fingerprint, group_sum, make_engine, make_projector,
+                   parameter_names, projection_options, resolve_groups)
+from .features import Features, pick
 
 
 def _label_probability(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -67,30 +70,6 @@ def ensemble(runs, damping: float) -> list:
     return runs
 
 
-def model_features(run, j: int, tensors, groups, *, proj_dim: int | None, proj_kind: str, proj_seed: int, params,
-                   store, batch_size: int, device: torch.device, progress: bool, projection: str = "dense"):
-    """Model j of the ensemble: its gradient engine, the group features phi_G (k, d) float64 and the
-    group Q (k,) = mean of the members' 1 - p(y)."""
-    projector = make_projector(run.model, params, proj_dim, proj_kind, proj_seed + j, projection)
-    engine = make_engine(run.model, params, "margin", projector, batch_size, device)
-    q = None
-    if store is not None:
-        phi = cached_train_features(engine, tensors, groups.labels, store, run.model.state_dict(), progress,
-                                    f"TRAK train model {j}")
-    elif isinstance(engine, FactoredEngine):  # Q from the same pass's logits: no second forward pass
-        res = engine.pass_over(tensors, groups.labels, progress=progress, desc=f"TRAK train model {j}")
-        phi, y = res["features"], tensors[-1].to(device)
-        q = 1.0 - _label_probability(res["logits"], y).double()
-    else:
-        phi = engine.compute(tensors, groups.labels, progress=progress, desc=f"TRAK train model {j}")
-    if q is None:
-        q = 1.0 - correct_class_probability(engine.model, tensors, 1024, device).double()
-    labels = torch.as_tensor(groups.labels, device=device)
-    sizes = torch.as_tensor(groups.sizes, dtype=torch.float64, device=device)
-    q_group = torch.zeros(groups.k, dtype=torch.float64, device=device).index_add_(0, labels, q) / sizes
-    return engine, phi.double(), q_group
-
-
 def kernel_solve(phi: torch.Tensor, sizes: torch.Tensor, damping: float, rhs: torch.Tensor) -> torch.Tensor:
     """rows of ``rhs`` (r, d) times K^-1, K = sum_G phi_G phi_G^T / |G| + damping * mean(diag K) I."""
     scaled = phi / sizes.sqrt()[:, None]
@@ -107,50 +86,152 @@ KERNELS = ("groups", "groups-unscaled", "individual")
 DEFAULT_DAMPING = 0.1
 
 
+class Trak:
+    """TRAK for one ensemble and one set of options (see :func:`trak`): ``featurize_targets``,
+    ``featurize_train`` (factored projection only), ``group_features`` and ``attribute``."""
+
+    def __init__(self, runs, *, proj_dim: int | None = 256, projection: str = "auto", proj_kind: str = "gaussian",
+                 proj_seed: int = 0, damping: float = DEFAULT_DAMPING, kernel: str = "groups",
+                 params: str | Sequence[str] = "all", batch_size: int = 256, device="auto", progress: bool = True):
+        self.runs = ensemble(runs, damping)
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {', '.join(map(repr, KERNELS))}, got {kernel!r}")
+        self.damping, self.kernel, self.params = damping, kernel, params
+        self.proj_dim, self.proj_kind, self.proj_seed = proj_dim, proj_kind, proj_seed
+        self.batch_size, self.progress = batch_size, progress
+        self.device = resolve_device(device)
+        # model j projects with seed proj_seed + j
+        self.projectors = [make_projector(run.model, params, proj_dim, proj_kind, proj_seed + j, projection)
+                           for j, run in enumerate(self.runs)]
+
+    @property
+    def train_side(self) -> bool:
+        """Whether the training side has grouping-independent features: only with the factored projection."""
+        return all(isinstance(p, FactoredProjector) for p in self.projectors)
+
+    def feature_options(self) -> dict:
+        return {"models": len(self.runs), "proj_dim": self.proj_dim, "proj_kind": self.proj_kind,
+                "proj_seed": self.proj_seed, **projection_options(self.projectors[0]),
+                "params": parameter_names(self.params)}
+
+    def key(self, tensors) -> dict:
+        """What either side's features depend on: the ensemble's parameters, the data, the projection."""
+        return {"model": fingerprint([run.model.state_dict() for run in self.runs]),
+                "data": fingerprint(list(tensors)), "options": self.feature_options()}
+
+    def _engine(self, j: int):
+        return make_engine(self.runs[j].model, self.params, "margin", self.projectors[j], self.batch_size, self.device)
+
+    def featurize_targets(self, targets) -> Features:
+        """Per model j, ``model{j}`` = phi_z (m, d) float64."""
+        te = as_tensors(targets, "targets")
+        timer = Timer(self.device)
+        arrays = {}
+        with timer("target_gradients_s"):
+            for j in range(len(self.runs)):
+                phi_z = self._engine(j).compute(te, progress=self.progress, desc=f"TRAK targets model {j}")
+                arrays[f"model{j}"] = phi_z.double().cpu().numpy()
+        return Features("trak", "targets", self.key(te), arrays, timer.seconds)
+
+    def featurize_train(self, train) -> Features:
+        """Per model j, ``model{j}/features`` (n, d), every point's factored feature, and ``model{j}/q``
+        (n,) float64, its 1 - p(y), from the same pass."""
+        if not self.train_side:
+            raise ValueError("TRAK's training side has grouping-independent features only with the factored "
+                             "projection (projection='factored' or 'auto' on supported layers); otherwise group "
+                             "features are computed for each grouping")
+        tr = as_tensors(train, "train")
+        timer = Timer(self.device)
+        arrays = {}
+        with timer("train_gradients_s"):
+            for j in range(len(self.runs)):
+                res = self._engine(j).pass_over(tr, progress=self.progress, desc=f"TRAK train model {j}")
+                q = 1.0 - _label_probability(res["logits"], tr[-1].to(self.device)).double()
+                arrays[f"model{j}/features"] = res["features"].cpu().numpy()
+                arrays[f"model{j}/q"] = q.cpu().numpy()
+        return Features("trak", "train", self.key(tr), arrays, timer.seconds)
+
+    def group_features(self, j: int, tr, groups, train_f: Features | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Model j's group features phi_G (k, d) float64 and group Q (k,) = mean of the members' 1 - p(y),
+        from the training features when given, else computed directly."""
+        dev = self.device
+        if train_f is not None:
+            phi = group_sum(train_f.tensor(f"model{j}/features", dev), groups.labels, groups.k)
+            q = train_f.tensor(f"model{j}/q", dev)
+        else:
+            engine = self._engine(j)
+            phi = engine.compute(tr, groups.labels, progress=self.progress, desc=f"TRAK train model {j}")
+            q = 1.0 - correct_class_probability(engine.model, tr, 1024, dev).double()
+        labels = torch.as_tensor(groups.labels, device=dev)
+        sizes = torch.as_tensor(groups.sizes, dtype=torch.float64, device=dev)
+        q_group = torch.zeros(groups.k, dtype=torch.float64, device=dev).index_add_(0, labels, q) / sizes
+        return phi.double(), q_group
+
+    def train_features(self, tr, features, timer: Timer) -> Features | None:
+        """The training features to score from: the given ones (checked), made now (factored), or None."""
+        train_f = pick(features, "trak", "train")
+        if train_f is not None:
+            if not self.train_side:
+                raise ValueError("training-side features were given, but this call does not use the factored "
+                                 "projection, so TRAK computes group features directly: drop them")
+            train_f.require("trak", "train", self.key(tr), "the training features")
+            timer.add(train_f.timing, cached=True)
+        elif self.train_side:
+            train_f = self.featurize_train(tr)
+            timer.add(train_f.timing, cached=False)
+        return train_f
+
+    def attribute(self, train, targets, groups=None, features=None) -> Attribution:
+        """Scores (m, k); ``features`` (Features or paths, either side) are reused after their check."""
+        dev = self.device
+        timer = Timer(dev)
+        tr, te = as_tensors(train, "train"), as_tensors(targets, "targets")
+        groups = resolve_groups(groups, len(tr[0]))
+        target_f = pick(features, "trak", "targets")
+        if target_f is not None:
+            target_f.require("trak", "targets", self.key(te), "the target features")
+            timer.add(target_f.timing, cached=True)
+        else:
+            target_f = self.featurize_targets(te)
+            timer.add(target_f.timing, cached=False)
+        train_f = self.train_features(tr, features, timer)
+        # the rows the features and the kernel are built from: every point for the individual kernel
+        rows = resolve_groups(None, groups.n) if self.kernel == "individual" else groups
+        sizes = torch.as_tensor(rows.sizes if self.kernel == "groups" else np.ones(rows.k), dtype=torch.float64,
+                                device=dev)
+        score_sum = torch.zeros(len(te[0]), rows.k, dtype=torch.float64, device=dev)
+        q_sum = torch.zeros(rows.k, dtype=torch.float64, device=dev)
+        for j in range(len(self.runs)):
+            with timer("train_gradients_s"):
+                phi, q_group = self.group_features(j, tr, rows, train_f)
+                q_sum += q_group
+            with timer("solve_s"):
+                x = kernel_solve(phi, sizes, self.damping, target_f.tensor(f"model{j}", dev))  # phi_z^T K^-1
+            with timer("scoring_s"):
+                score_sum += x @ phi.T
+        with timer("scoring_s"):
+            scores = (score_sum / len(self.runs)) * (q_sum / len(self.runs))
+            if self.kernel == "individual" and groups.k < groups.n:  # each group: the sum of its members' scores
+                labels = torch.as_tensor(groups.labels, device=dev)
+                scores = torch.zeros(len(scores), groups.k, dtype=scores.dtype, device=dev).index_add_(1, labels, scores)
+        opts = {**self.feature_options(), "damping": self.damping, "kernel": self.kernel}
+        return Attribution("trak", scores.cpu().numpy(), groups, timer.finish(groups.seconds), opts)
+
+
 def trak(runs, train, targets, groups=None, *, proj_dim: int | None = 256, projection: str = "auto",
-         proj_kind: str = "gaussian",
-         proj_seed: int = 0, damping: float = DEFAULT_DAMPING, kernel: str = "groups",
-         params: str | Sequence[str] = "all", store=None, batch_size: int = 256, device="auto", progress: bool = True) -> Attribution:
+         proj_kind: str = "gaussian", proj_seed: int = 0, damping: float = DEFAULT_DAMPING, kernel: str = "groups",
+         params: str | Sequence[str] = "all", features=None, batch_size: int = 256, device="auto",
+         progress: bool = True) -> Attribution:
     """TRAK scores (m targets x k groups), averaged over the ensemble ``runs`` (a TrainRun or a list of
     independently trained TrainRuns; their final models are used). Model j uses projection seed
     ``proj_seed + j``. proj_dim: feature size (None: no projection, the raw gradients). projection:
     "dense", "factored" (per-layer Kronecker factors; proj_dim is the total size shared by the layers)
     or "auto" (factored when every selected parameter is in a supported layer, else dense).
-    store: a ggda.gradients.GradientStore (or a folder) keeping each model's projected training-side
-    features for reuse by later calls (e.g. new targets).
-    kernel: "groups", "groups-unscaled" or "individual" (module docstring)."""
-    store = GradientStore(store) if isinstance(store, (str, os.PathLike)) else store
-    runs = ensemble(runs, damping)
-    if kernel not in KERNELS:
-        raise ValueError(f"kernel must be one of {', '.join(map(repr, KERNELS))}, got {kernel!r}")
-    dev = resolve_device(device)
-    timer = Timer(dev)
-    tr, te = as_tensors(train, "train"), as_tensors(targets, "targets")
-    groups = resolve_groups(groups, len(tr[0]))
-    # the rows the features and the kernel are built from: every point for the individual kernel
-    rows = resolve_groups(None, groups.n) if kernel == "individual" else groups
-    sizes = torch.as_tensor(rows.sizes if kernel == "groups" else np.ones(rows.k), dtype=torch.float64, device=dev)
-    score_sum = torch.zeros(len(te[0]), rows.k, dtype=torch.float64, device=dev)
-    q_sum = torch.zeros(rows.k, dtype=torch.float64, device=dev)
-    for j, run in enumerate(runs):
-        with timer("train_gradients_s"):
-            engine, phi, q_group = model_features(run, j, tr, rows, proj_dim=proj_dim, proj_kind=proj_kind,
-                                                  proj_seed=proj_seed, params=params, store=store,
-                                                  batch_size=batch_size, device=dev, progress=progress,
-                                                  projection=projection)
-            q_sum += q_group
-        with timer("target_gradients_s"):
-            phi_z = engine.compute(te, progress=progress, desc=f"TRAK targets model {j}").double()
-        with timer("solve_s"):
-            x = kernel_solve(phi, sizes, damping, phi_z)  # (m, d): phi_z^T K^-1
-        with timer("scoring_s"):
-            score_sum += x @ phi.T
-    with timer("scoring_s"):
-        scores = (score_sum / len(runs)) * (q_sum / len(runs))
-        if kernel == "individual" and groups.k < groups.n:  # each group: the sum of its members' scores
-            labels = torch.as_tensor(groups.labels, device=dev)
-            scores = torch.zeros(len(scores), groups.k, dtype=scores.dtype, device=dev).index_add_(1, labels, scores)
-    opts = {"models": len(runs), "proj_dim": proj_dim, "proj_kind": proj_kind, "proj_seed": proj_seed,
-            **projection_options(engine.projector), "damping": damping, "kernel": kernel,
-            "params": params if isinstance(params, str) else list(params)}
-    return Attribution("trak", scores.cpu().numpy(), groups, timer.finish(groups.seconds), opts)
+    kernel: "groups", "groups-unscaled" or "individual" (module docstring).
+    features: target-side and (factored projection) training-side features made earlier by
+    ``ggda.featurize("trak", ...)`` with the same options (Features objects or paths); checked against
+    this call's models, data and projection, then reused instead of recomputed."""
+    core = Trak(runs, proj_dim=proj_dim, projection=projection, proj_kind=proj_kind, proj_seed=proj_seed,
+                damping=damping, kernel=kernel, params=params, batch_size=batch_size, device=device,
+                progress=progress)
+    return core.attribute(train, targets, groups, features)

@@ -42,7 +42,7 @@ import torch
 from ..attribution.base import Timer, as_tensors, make_engine, make_projector, projection_options, resolve_groups, timed
 from ..attribution.influence import InverseCurvature
 from ..attribution.tracin import checkpoint_ids
-from ..attribution.trak import DEFAULT_DAMPING, ensemble, kernel_solve, model_features
+from ..attribution.trak import DEFAULT_DAMPING, Trak, kernel_solve
 from ..gradients import GradientEngine
 from ..grouping import Groups
 from ..train import resolve_device
@@ -139,21 +139,17 @@ def _tracin_self(run, tr, groups: Groups, *, timer: Timer, device: torch.device,
 def _trak_self(runs, tr, groups: Groups, *, timer: Timer, device: torch.device, proj_dim: int | None = 256,
                projection: str = "auto", proj_kind: str = "gaussian", proj_seed: int = 0, damping: float = DEFAULT_DAMPING,
                params: str | Sequence[str] = "all", batch_size: int = 256, progress: bool = True):
-    runs = ensemble(runs, damping)
+    core = Trak(runs, proj_dim=proj_dim, projection=projection, proj_kind=proj_kind, proj_seed=proj_seed,
+                damping=damping, params=params, batch_size=batch_size, device=device, progress=progress)
     sizes = torch.as_tensor(groups.sizes, dtype=torch.float64, device=device)
     self_sum = torch.zeros(groups.k, dtype=torch.float64, device=device)
     q_sum = torch.zeros(groups.k, dtype=torch.float64, device=device)
-    for j, run in enumerate(runs):
+    train_f = core.train_features(tr, None, timer)
+    for j in range(len(core.runs)):
         with timer("train_gradients_s"):
-            engine, phi, q_group = model_features(run, j, tr, groups, proj_dim=proj_dim, proj_kind=proj_kind,
-                                                  proj_seed=proj_seed, params=params, store=None,
-                                                  batch_size=batch_size, device=device, progress=progress,
-                                                  projection=projection)
+            phi, q_group = core.group_features(j, tr, groups, train_f)
             q_sum += q_group
         with timer("solve_s"):
             self_sum += (kernel_solve(phi, sizes, damping, phi) * phi).sum(1)  # phi_G^T K^-1 phi_G
-    scores = (self_sum / len(runs)) * (q_sum / len(runs))
-    opts = {"models": len(runs), "proj_dim": proj_dim, "proj_kind": proj_kind, "proj_seed": proj_seed,
-            **projection_options(engine.projector), "damping": damping,
-            "params": params if isinstance(params, str) else list(params)}
-    return scores.cpu().numpy(), opts
+    scores = (self_sum / len(core.runs)) * (q_sum / len(core.runs))
+    return scores.cpu().numpy(), {**core.feature_options(), "damping": damping}
