@@ -40,11 +40,9 @@ def _make(setup, digits, method, options, tmp_path, targets=None):
     """Both sides' features, saved and loaded back: the paths to hand to attribute."""
     run, targets = _run(setup, method), targets or setup["targets"]
     paths = []
-    train_f = None
-    if has_train_features(method, run, **options):
-        train_f = featurize(method, run, digits.train, progress=False, **options)
-        train_f.save(tmp_path / "train.npz")
-        paths.append(tmp_path / "train.npz")
+    train_f = featurize(method, run, digits.train, progress=False, **options)
+    train_f.save(tmp_path / "train.npz")
+    paths.append(tmp_path / "train.npz")
     target_f = featurize(method, run, digits.train, targets, features=train_f, progress=False, **options)
     target_f.save(tmp_path / "targets.npz")
     return [*paths, tmp_path / "targets.npz"]
@@ -115,7 +113,7 @@ def test_features_of_other_targets_model_or_method_are_refused(digits, setup):
     with pytest.raises(FeaturesMismatch, match="'tracin' targets-side features, but 'trak'"):
         attribute("trak", run, digits.train, targets, features=[f], proj_dim=64, progress=False)
     train_f = featurize("tracin", run, digits.train, proj_dim=64, progress=False)
-    with pytest.raises(ValueError, match="does not use the factored projection"):
+    with pytest.raises(FeaturesMismatch, match="projection"):  # factored features, a dense call
         attribute("tracin", run, digits.train, targets, features=[train_f], proj_dim=64, projection="dense",
                   progress=False)
 
@@ -147,5 +145,12 @@ def test_train_side_only_with_the_factored_projection(digits, setup):
     assert has_train_features("if", run) and has_train_features("trak", run, proj_dim=64)
     assert not has_train_features("tracin", run) and not has_train_features("tracin", run, proj_dim=64,
                                                                             projection="dense")
-    with pytest.raises(ValueError, match="only with the factored projection"):
-        featurize("tracin", run, digits.train, proj_dim=64, projection="dense", progress=False)
+    # dense: nothing to keep for TracIn, Q only for TRAK; scores from them still equal a single call's
+    dense = {"proj_dim": 64, "projection": "dense"}
+    assert featurize("tracin", run, digits.train, progress=False, **dense).arrays == {}
+    trak_train = featurize("trak", run, digits.train, progress=False, **dense)
+    assert list(trak_train.arrays) == ["model0/q"]
+    direct = attribute("trak", run, digits.train, setup["targets"], setup["groups"], progress=False, **dense)
+    cached = attribute("trak", run, digits.train, setup["targets"], setup["groups"], features=[trak_train],
+                       progress=False, **dense)
+    assert np.array_equal(direct.scores, cached.scores)

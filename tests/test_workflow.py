@@ -297,6 +297,47 @@ def test_changing_one_group_size_reruns_only_its_downstream_jobs(smoke):
             assert "/" not in wc.get("variant", "")   # not the pruning or noisy-label experiments
 
 
+CACHE_RULES = {"train_features", "target_features"}
+
+
+@pytest.mark.slow
+def test_the_cache_stage_ran_and_attributions_read_it(smoke):
+    cache = smoke["folder"] / "results/breast_cancer/lr/cache"
+    made = sorted(str(p.relative_to(cache)) for p in cache.rglob("*.npz"))
+    # IF: curvature and targets; TracIn (exact, no projection): targets only; TRAK (factored): both
+    assert made == ["if/targets.npz", "if/train.npz", "tracin/targets.npz", "trak/targets.npz", "trak/train.npz"]
+    for path in (smoke["folder"] / "results/breast_cancer/lr/attr").rglob("*.json"):
+        timing = json.loads(path.read_text())["timing"]
+        assert timing["cached_s"] > 0, path  # every attribution reused the cached features
+
+
+@pytest.mark.slow
+def test_adding_a_grouping_reruns_no_cache_job(smoke):
+    config = write_config(smoke["folder"], "more.yaml", groupings=[
+        {"method": "individual"}, {"method": "grad-kmeans", "sizes": [16]}, {"method": "random", "sizes": [16]}])
+    counts = job_counts(dry_run(smoke, config=config))
+    assert counts["attribute"] == 1 and not CACHE_RULES & set(counts), counts
+
+
+@pytest.mark.slow
+def test_changing_the_targets_reruns_the_target_side_not_the_training_side(smoke):
+    config = write_config(smoke["folder"], "targets.yaml", attribution={"targets": 50})
+    jobs = planned_jobs(dry_run(smoke, config=config))
+    rules = {rule for rule, _ in jobs}
+    assert "target_features" in rules and not {"train_features", "train", "groups", "data"} & rules, rules
+    assert sorted(wc["method"] for rule, wc in jobs if rule == "target_features") == ["if", "tracin", "trak"]
+
+
+@pytest.mark.slow
+def test_changing_proj_dim_reruns_that_methods_features_only(smoke):
+    options = {"tracin": {"projection": "auto"}, "trak": {"proj_dim": 8, "projection": "auto"}}
+    config = write_config(smoke["folder"], "proj.yaml", attribution={"options": options})
+    jobs = planned_jobs(dry_run(smoke, config=config))
+    cache_jobs = sorted((rule, wc["method"]) for rule, wc in jobs if rule in CACHE_RULES)
+    assert cache_jobs == [("target_features", "trak"), ("train_features", "trak")], cache_jobs
+    assert not {"train", "groups"} & {rule for rule, _ in jobs}
+
+
 class edited:
     """Append a comment to a source file (an edit Snakemake sees: newer and a different checksum), and put
     the file back, bytes and times, afterwards."""

@@ -57,9 +57,10 @@ def _core(method: str, run, options: dict):
 
 
 def has_train_features(method: str, run, **options: Any) -> bool:
-    """Whether ``method`` with these options has training-side features to cache: always for IF (its
-    curvature), for TracIn and TRAK only with the factored projection (a group's feature is then the sum
-    of its members'; otherwise group gradients are computed directly for each grouping)."""
+    """Whether ``method`` with these options has training-side features worth caching: always for IF
+    (its curvature), for TracIn and TRAK only with the factored projection (a group's feature is then the
+    sum of its members'; otherwise group gradients are computed directly for each grouping, and the
+    training side holds nothing (TracIn) or only Q (TRAK))."""
     core = _core(method, run, options)
     return method == "if" or core.train_side
 

@@ -98,16 +98,14 @@ class TracIn:
         return Features("tracin", "targets", self.key(te), arrays, timer.seconds)
 
     def featurize_train(self, train) -> Features:
-        """Per checkpoint i, ``ckpt{i}`` = every training point's factored feature (n, d)."""
-        if not self.train_side:
-            raise ValueError("TracIn's training side has grouping-independent features only with the factored "
-                             "projection (projection='factored' or 'auto' with proj_dim on supported layers); "
-                             "otherwise group gradients are computed for each grouping")
+        """Per checkpoint i, ``ckpt{i}`` = every training point's factored feature (n, d). Without the
+        factored projection there is nothing grouping-independent on this side: the artifact is empty
+        and group gradients are computed for each grouping."""
         tr = as_tensors(train, "train")
         timer = Timer(self.device)
         arrays = {}
         with timer("train_gradients_s"):
-            for i in self.ck_ids:
+            for i in (self.ck_ids if self.train_side else []):
                 feats = self._engine(i).compute(tr, progress=self.progress, desc=f"TracIn train ckpt {i}")
                 arrays[f"ckpt{i}"] = feats.cpu().numpy()
         return Features("tracin", "train", self.key(tr), arrays, timer.seconds)
@@ -122,9 +120,6 @@ class TracIn:
         if target_f is not None:
             target_f.require("tracin", "targets", self.key(te), "the target features")
         if train_f is not None:
-            if not self.train_side:
-                raise ValueError("training-side features were given, but this call does not use the factored "
-                                 "projection, so TracIn computes group gradients directly: drop them")
             train_f.require("tracin", "train", self.key(tr), "the training features")
         reused = target_f is not None
         target_f = target_f if reused else self.featurize_targets(te)
@@ -137,12 +132,11 @@ class TracIn:
         dev, m = self.device, len(te[0])
         layers = self.exact_layers(tr)
         scores = None
-        if self.train_side:
-            if train_f is None:
-                train_f = self.featurize_train(tr)
-                timer.add(train_f.timing, cached=False)
-            else:
-                timer.add(train_f.timing, cached=True)
+        if train_f is not None:
+            timer.add(train_f.timing, cached=True)
+        elif self.train_side:
+            train_f = self.featurize_train(tr)
+            timer.add(train_f.timing, cached=False)
         for i in self.ck_ids:
             if layers is not None:
                 target = [(target_f.tensor(f"ckpt{i}/layer{j}/a", dev), target_f.tensor(f"ckpt{i}/layer{j}/delta", dev))
@@ -158,7 +152,7 @@ class TracIn:
             gz = target_f.tensor(f"ckpt{i}", dev)
             if scores is None:
                 scores = torch.zeros(m, groups.k, dtype=gz.dtype, device=dev)
-            if train_f is not None:
+            if train_f is not None and train_f.has(f"ckpt{i}"):
                 with timer("scoring_s"):
                     scores += gz @ group_sum(train_f.tensor(f"ckpt{i}", dev), groups.labels, groups.k).T
                 continue

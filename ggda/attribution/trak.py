@@ -134,20 +134,21 @@ class Trak:
         return Features("trak", "targets", self.key(te), arrays, timer.seconds)
 
     def featurize_train(self, train) -> Features:
-        """Per model j, ``model{j}/features`` (n, d), every point's factored feature, and ``model{j}/q``
-        (n,) float64, its 1 - p(y), from the same pass."""
-        if not self.train_side:
-            raise ValueError("TRAK's training side has grouping-independent features only with the factored "
-                             "projection (projection='factored' or 'auto' on supported layers); otherwise group "
-                             "features are computed for each grouping")
+        """Per model j, ``model{j}/q`` (n,) float64, every point's 1 - p(y), and with the factored
+        projection ``model{j}/features`` (n, d), every point's feature, from the same pass (otherwise group
+        features are computed for each grouping)."""
         tr = as_tensors(train, "train")
         timer = Timer(self.device)
         arrays = {}
         with timer("train_gradients_s"):
             for j in range(len(self.runs)):
-                res = self._engine(j).pass_over(tr, progress=self.progress, desc=f"TRAK train model {j}")
-                q = 1.0 - _label_probability(res["logits"], tr[-1].to(self.device)).double()
-                arrays[f"model{j}/features"] = res["features"].cpu().numpy()
+                engine = self._engine(j)
+                if self.train_side:
+                    res = engine.pass_over(tr, progress=self.progress, desc=f"TRAK train model {j}")
+                    q = 1.0 - _label_probability(res["logits"], tr[-1].to(self.device)).double()
+                    arrays[f"model{j}/features"] = res["features"].cpu().numpy()
+                else:
+                    q = 1.0 - correct_class_probability(engine.model, tr, 1024, self.device).double()
                 arrays[f"model{j}/q"] = q.cpu().numpy()
         return Features("trak", "train", self.key(tr), arrays, timer.seconds)
 
@@ -155,25 +156,24 @@ class Trak:
         """Model j's group features phi_G (k, d) float64 and group Q (k,) = mean of the members' 1 - p(y),
         from the training features when given, else computed directly."""
         dev = self.device
-        if train_f is not None:
+        if train_f is not None and train_f.has(f"model{j}/features"):
             phi = group_sum(train_f.tensor(f"model{j}/features", dev), groups.labels, groups.k)
+        else:
+            phi = self._engine(j).compute(tr, groups.labels, progress=self.progress, desc=f"TRAK train model {j}")
+        if train_f is not None:
             q = train_f.tensor(f"model{j}/q", dev)
         else:
-            engine = self._engine(j)
-            phi = engine.compute(tr, groups.labels, progress=self.progress, desc=f"TRAK train model {j}")
-            q = 1.0 - correct_class_probability(engine.model, tr, 1024, dev).double()
+            q = 1.0 - correct_class_probability(self.runs[j].model, tr, 1024, dev).double()
         labels = torch.as_tensor(groups.labels, device=dev)
         sizes = torch.as_tensor(groups.sizes, dtype=torch.float64, device=dev)
         q_group = torch.zeros(groups.k, dtype=torch.float64, device=dev).index_add_(0, labels, q) / sizes
         return phi.double(), q_group
 
     def train_features(self, tr, features, timer: Timer) -> Features | None:
-        """The training features to score from: the given ones (checked), made now (factored), or None."""
+        """The training features to score from: the given ones (checked), made now (factored projection),
+        or None (dense: group features and Q are computed per grouping)."""
         train_f = pick(features, "trak", "train")
         if train_f is not None:
-            if not self.train_side:
-                raise ValueError("training-side features were given, but this call does not use the factored "
-                                 "projection, so TRAK computes group features directly: drop them")
             train_f.require("trak", "train", self.key(tr), "the training features")
             timer.add(train_f.timing, cached=True)
         elif self.train_side:

@@ -1,7 +1,11 @@
 # Attribution: one job per data set x model x grouping x group size, running every configured method
 # (ggda.attribute) on the same grouping. Per method, the .npz keeps the scores (targets x groups) and the
 # .json beside it the timing breakdown and the group size distribution (for the runtime table).
-# TRAK gets the whole ensemble (seeds 0..M-1), IF and TracIn the base model (seed 0).
+# TRAK gets the whole ensemble (seeds 0..M-1), IF and TracIn the base model (seed 0). What does not depend
+# on the grouping comes from the cache stage (cache.smk): IF's curvature and its targets' solutions, every
+# method's target features, and with the factored projection the training points' own features. The
+# timing of each attribution still counts that cached work (timing.cached_s says how much), so the
+# runtime table compares whole attributions.
 #
 # Why one job for all methods: a fresh Python process that imports torch and ggda costs several CPU
 # seconds, more than most attributions of the default config; one job per method tripled the job count

@@ -380,16 +380,63 @@ def method_options(dataset, model, method):
     return opts
 
 
+# cache.smk
+#: Options that change a method's scores but not its features: they do not reach the cache jobs, so
+#: changing them reruns only the attributions.
+SCORING_OPTIONS = {"if": ("centre", "solve_for"), "tracin": (), "trak": ("kernel", "damping")}
+
+
+def feature_options(dataset, model, method):
+    """The method's options that its cached features depend on (see SCORING_OPTIONS)."""
+    return {k: v for k, v in method_options(dataset, model, method).items() if k not in SCORING_OPTIONS[method]}
+
+
+def cache_sides(dataset, model, method):
+    """The cached sides of ``method`` ("train", "targets"). IF: both (its curvature; its targets'
+    solutions). TracIn / TRAK: the targets, and the training side when the factored projection may apply
+    (proj_dim set and projection not "dense": TRAK's default proj_dim is 256, TracIn's None = exact);
+    with the dense projection their attribution jobs compute group gradients directly."""
+    if method == "if":
+        return ["train", "targets"]
+    opts = method_options(dataset, model, method)
+    proj_dim = opts.get("proj_dim", 256 if method == "trak" else None)
+    factored = proj_dim is not None and opts.get("projection", "auto") != "dense"
+    return ["train", "targets"] if factored else ["targets"]
+
+
+def cache_file(dataset, model, method, side, variant=""):
+    return f"results/{dataset}/{model}/{variant}cache/{method}/{side}.npz"
+
+
+def features_inputs(side):
+    def inputs(wildcards):
+        out = {
+            "data": data_file(wildcards.dataset, VARIANT_VIEW[wildcards.variant]),
+            "runs": [run_files(wildcards.dataset, wildcards.model, s, wildcards.variant)[1]
+                     for s in range(ensemble_size(wildcards.method))],
+            "src": SRC_ATTRIBUTE,
+        }
+        if side == "targets" and wildcards.method == "if":  # the solve uses the curvature
+            out["curvature"] = cache_file(wildcards.dataset, wildcards.model, "if", "train", wildcards.variant)
+        return out
+
+    return inputs
+
+
 # attribute.smk
 def attribute_inputs(variant, methods):
     def inputs(wildcards):
         m = max(ensemble_size(meth) for meth in methods)
-        return {
+        out = {
             "data": data_file(wildcards.dataset, VARIANT_VIEW[variant]),
             "groups": groups_file(wildcards.dataset, wildcards.model, wildcards.grouping, wildcards.size, variant),
             "runs": [run_files(wildcards.dataset, wildcards.model, s, variant)[1] for s in range(m)],
             "src": SRC_ATTRIBUTE,
         }
+        for meth in methods:
+            out[f"features_{meth}"] = [cache_file(wildcards.dataset, wildcards.model, meth, side, variant)
+                                       for side in cache_sides(wildcards.dataset, wildcards.model, meth)]
+        return out
 
     return inputs
 

@@ -1,5 +1,5 @@
 """Attribute the targets to the groups of training points with every configured method (ggda.attribute),
-each timed on its own, and save the scores and the timing of each."""
+from the cache stage's features, each timed on its own, and save the scores and the timing of each."""
 
 import workflow_io as wio
 
@@ -19,7 +19,8 @@ device = str(ggda.train.resolve_device(p.device))
 for method, scores_path, info_path in zip(p.methods, snakemake.output.scores, snakemake.output.info):
     ensemble = runs[:p.ensemble[method]]
     attr = ggda.attribute(method, ensemble if method == "trak" else ensemble[0], data.train, targets, groups,
-                          device=p.device, progress=False, **p.options[method])
+                          features=list(snakemake.input[f"features_{method}"]), device=p.device, progress=False,
+                          **p.options[method])
     log.info("%s on %s/%s, %r: timing %s", method, data.name, snakemake.wildcards.model, groups, attr.timing)
     attr.save(scores_path)
     wio.write_json({"method": method, "grouping": groups.method, "group_size": groups.group_size,
