@@ -9,7 +9,9 @@ For each method, projection and grouping at group sizes 1 (individual), 4, 16, 6
 breakdown (grouping, training-side gradients, target gradients, kernel/Hessian solve, scoring), the
 speedups over individual attribution (training side; end to end without grouping; with grouping),
 the ratio to one training epoch, the peak resident memory added by the call, and fidelity (per target,
-the correlation of each point's inherited share with its individual score, averaged over targets).
+the correlation of each point's inherited share with its individual score, averaged over targets), and for
+IF and TracIn the largest relative gap between a group's score and the sum of its members' individual
+scores (``sum_rel_err``: both are linear in the group gradient, so it checks that grouping changed nothing).
 Projections (TracIn, TRAK; IF only with ``factored``): ``dense`` = vectorised per-sample (individual) or
 group gradients and a dense Gaussian projection, the paper's kind of baseline; ``factored`` = per-layer
 Kronecker-factored features from one batched forward/backward pass (ggda.factored). Speedups are
@@ -94,6 +96,16 @@ def mean_fidelity(groups, group_scores, individual_scores, sample: int = 2000) -
     if groups.k == groups.n:
         return 1.0
     return float(np.nanmean(grouping.fidelity(groups, group_scores, individual_scores, sample=sample, seed=0)))
+
+
+def sum_error(method: str, groups, group_scores: np.ndarray, individual_scores: np.ndarray) -> float:
+    """IF and TracIn: max |group score - sum of its members' individual scores| / max |group score| (0 up
+    to rounding and solver tolerance: both are linear in the group gradient); NaN for TRAK (no such identity)."""
+    if method == "trak":
+        return float("nan")
+    summed = np.zeros_like(group_scores)
+    np.add.at(summed.T, groups.labels, individual_scores.T)
+    return float(np.abs(group_scores - summed).max() / np.abs(group_scores).max())
 
 
 def main(argv=None) -> pd.DataFrame:
@@ -191,6 +203,8 @@ def main(argv=None) -> pd.DataFrame:
                 "total_over_epoch": t["total_s"] / epoch_s,
                 "peak_mem_mb": mem / 2**20,
                 "fidelity": mean_fidelity(attr.groups, attr.scores, ind_scores),
+                "sum_rel_err": sum_error(method, attr.groups, attr.scores, ind.scores),
+                "solve_for": attr.options.get("solve_for"), "cg_iterations": attr.options.get("cg_iterations"),
                 "repeats": args.repeats, "device": str(train.resolve_device(args.device)),
                 "threads": torch.get_num_threads(), "machine": f"{platform.machine()} {os.cpu_count()} cpus",
             })
@@ -205,7 +219,7 @@ def main(argv=None) -> pd.DataFrame:
     cols = ["method", "projection", "grouping", "group_size", "k", "size_median", "size_max", "grouping_s", "train_gradients_s",
             "target_gradients_s", "solve_s", "scoring_s", "total_s", "speedup_train_side", "speedup_no_grouping",
             "speedup_with_grouping", "x_vs_individual_dense", "train_grad_per_pass_over_epoch", "total_over_epoch",
-            "peak_mem_mb", "fidelity"]
+            "peak_mem_mb", "fidelity", "sum_rel_err"]
     with pd.option_context("display.width", 250, "display.max_columns", 30, "display.float_format", "{:.3g}".format):
         print(f"\n{args.dataset}/{args.model}: n={n}, targets={m}, p={p}, one epoch {epoch_s:.3f} s "
               f"(median of {args.repeats}), written to {out}\n")
