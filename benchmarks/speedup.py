@@ -126,6 +126,7 @@ def main(argv=None) -> pd.DataFrame:
     ap.add_argument("--checkpoints", type=int, default=3, help="TracIn checkpoints")
     ap.add_argument("--feature-dim", type=int, default=64, help="grad-kmeans feature dimension")
     ap.add_argument("--if-params", default="auto", help="IF parameters: all, last, or auto (last when p > 5000)")
+    ap.add_argument("--cg-max-iter", type=int, default=None, help="IF: cap on conjugate-gradient iterations")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
@@ -166,6 +167,8 @@ def main(argv=None) -> pd.DataFrame:
             options["checkpoints"] = list(range(args.checkpoints))
         if method == "if" and projection == "dense":
             options["params"] = ("last" if p > 5000 else "all") if args.if_params == "auto" else args.if_params
+            if args.cg_max_iter is not None:
+                options["cg_max_iter"] = args.cg_max_iter
         passes = args.trak_models if method == "trak" else (args.checkpoints if method == "tracin" else 1)
         ind, ind_t, ind_mem = run_config(method, runs, data, targets, None, options, args.repeats)
         ind_scores = ind.point_scores()

@@ -28,7 +28,6 @@ individual scores.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import math
 import os
@@ -43,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._io import atomic_path
+from ._io import load_npz, save_npz
 
 log = logging.getLogger(__name__)
 
@@ -190,29 +189,30 @@ class Groups:
             raise ValueError(f"labels must hold integer group ids, got dtype {labels.dtype}")
         return cls(_relabel(labels), method=method, **fields)
 
+    _TIMING = ("seconds", "feature_seconds", "cluster_seconds")
+
     def _meta(self) -> dict[str, Any]:
         return {"format": _FORMAT_VERSION, "method": self.method, "group_size": self.group_size,
                 "seed": self.seed, "within_class": self.within_class, "k_requested": self.k_requested,
                 "max_group_size": self.max_group_size, "oversize": self.oversize,
-                "feature_dim": self.feature_dim, "gradient": self.gradient, "normalize": self.normalize,
-                "seconds": self.seconds, "feature_seconds": self.feature_seconds,
-                "cluster_seconds": self.cluster_seconds}
+                "feature_dim": self.feature_dim, "gradient": self.gradient, "normalize": self.normalize}
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write an ``.npz`` (``labels``, ``sizes`` and a JSON ``meta``) to exactly ``path``, atomically."""
+        """Write an ``.npz`` (``labels``, ``sizes``, a JSON header and a checksum) to exactly ``path``, and
+        the timings beside it (``<name>.timing.json``), atomically: the same groups are the same bytes."""
         path = Path(path)
-        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, labels=self.labels, sizes=self.sizes, meta=np.array(json.dumps(self._meta())))
+        save_npz(path, {"labels": self.labels, "sizes": self.sizes}, self._meta(),
+                 {key: getattr(self, key) for key in self._TIMING})
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Groups:
-        """Read a file written by :meth:`save`."""
-        with np.load(path, allow_pickle=False) as f:
-            labels = f["labels"]
-            meta = json.loads(str(f["meta"]))
-        meta.pop("format", None)
-        return cls(labels, **meta)
+        """Read a file written by :meth:`save` (timings 0 without the sidecar); a truncated or altered
+        file is refused, naming it."""
+        arrays, meta, timing = load_npz(path, "ggda groups")
+        if meta.pop("format", None) != _FORMAT_VERSION:
+            raise ValueError(f"{path} is not a groups file of format {_FORMAT_VERSION}: make it again")
+        return cls(arrays["labels"], **meta, **{key: timing.get(key, 0.0) for key in cls._TIMING})
 
 
 # --------------------------------------------------------------------------------------------- make
@@ -301,6 +301,10 @@ def make(
     if n == 0:
         raise ValueError("data.train is empty: nothing to group")
     y = tensors[-1].cpu().numpy()
+    if method != "individual" and group_size > n:
+        warnings.warn(f"group_size={group_size} exceeds the {n} training points: using group_size={n} "
+                      "(a single group of every point, per class with within_class)", stacklevel=2)
+        group_size = n
 
     feats = None
     if method == "kmeans":

@@ -158,7 +158,7 @@ def test_interface_invariants_and_roundtrip(digits, runs, tmp_path):
 @pytest.mark.parametrize("kwargs, match", [
     ({"method": "nope"}, "unknown attribution method"),
     ({"method": "if", "solver": "magic"}, "solver must be"),
-    ({"method": "if", "damping": -1.0}, "damping must be non-negative"),
+    ({"method": "if", "damping": -1.0}, "damping must be a finite non-negative number"),
     ({"method": "tracin", "checkpoints": [99]}, "checkpoints must be indices"),
     ({"method": "trak", "params": "middle"}, "params must be"),
 ])

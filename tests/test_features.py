@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from ggda import attribute, featurize, grouping, train
+from ggda._io import timing_path
 from ggda.attribution import Features, FeaturesMismatch, has_train_features
 
 
@@ -154,3 +155,16 @@ def test_train_side_only_with_the_factored_projection(digits, setup):
     cached = attribute("trak", run, digits.train, setup["targets"], setup["groups"], features=[trak_train],
                        progress=False, **dense)
     assert np.array_equal(direct.scores, cached.scores)
+
+
+def test_saved_features_are_the_same_bytes_every_time(digits, setup, tmp_path):
+    """Timing lives in a sidecar: the .npz of identical features is byte-identical (stable DVC hashes)."""
+    opts = {"proj_dim": 64, "progress": False}
+    a = featurize("trak", setup["run"], digits.train, setup["targets"], **opts)
+    b = featurize("trak", setup["run"], digits.train, setup["targets"], **opts)
+    a.save(tmp_path / "a.npz")
+    b.save(tmp_path / "b.npz")
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+    assert Features.load(tmp_path / "a.npz").timing == a.timing and a.timing["target_gradients_s"] > 0
+    timing_path(tmp_path / "b.npz").unlink()
+    assert Features.load(tmp_path / "b.npz").timing == {}  # still usable without its sidecar

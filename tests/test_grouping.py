@@ -49,7 +49,11 @@ def test_individual_is_singletons(digits):
 @pytest.mark.parametrize("s", [1, 7, 16, 1000, 5000])
 def test_random_k_and_equal_sizes(digits, s):
     n = len(digits.train)
-    g = grouping.make("random", None, digits, group_size=s, seed=3)
+    if s > n:  # more than the data: one group, and a warning naming both sizes
+        with pytest.warns(UserWarning, match=f"group_size={s} exceeds the {n} training points"):
+            g = grouping.make("random", None, digits, group_size=s, seed=3)
+    else:
+        g = grouping.make("random", None, digits, group_size=s, seed=3)
     _assert_partition(g, n)
     assert g.k == g.k_requested == min(math.ceil(n / s), n)
     assert g.sizes.max() - g.sizes.min() <= 1
@@ -321,7 +325,8 @@ def test_save_load_roundtrip(tmp_path, digits):
         for f in ("method", "group_size", "seed", "within_class", "k_requested", "max_group_size",
                   "oversize", "gradient", "normalize", "feature_dim", "seconds", "feature_seconds", "cluster_seconds"):
             assert getattr(h, f) == getattr(g, f), f
-    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["groups-noext", "groups.npz"]
+    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == [  # each with its timing sidecar
+        "groups-noext", "groups-noext.timing.json", "groups.npz", "groups.timing.json"]
 
 
 def test_point_scores_divide_by_group_size():

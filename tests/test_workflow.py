@@ -398,6 +398,38 @@ def test_results_notebook_runs_on_the_smoke_output(smoke):
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 5
 
 
+#: What may differ between two identical runs: timings (sidecars, benchmarks, the training metrics'
+#: wall_s, attribution infos, the runtime and training tables and what summarises them) and the figures.
+RUN_TO_RUN = ("*.timing.json", "*/metrics.json", "attr/*/*.json", "detect/*/*.json", "tables/runtime.csv",
+              "tables/training.csv", "summary.json")
+
+
+@pytest.mark.slow
+def test_a_second_run_makes_the_same_bytes(smoke, tmp_path):
+    """The smoke config run again in a fresh copy: every result file is byte-identical, timings aside."""
+    second = copy_repo(tmp_path / "repo")
+    snakemake("--configfile", "config/smoke.yaml", cwd=second)
+    first_root, second_root = smoke["folder"] / "results", second / "results"
+    files = sorted(p.relative_to(first_root) for p in first_root.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(second_root) for p in second_root.rglob("*") if p.is_file())
+    compared = [f for f in files if f.parts[0] not in ("benchmarks", "figures")
+                and not any(f.match(pattern) for pattern in RUN_TO_RUN)]
+    assert len(compared) > 40 and any(f.suffix == ".pt" for f in compared) and any(f.suffix == ".npz" for f in compared)
+
+    def same(f: Path) -> bool:
+        a, b = (first_root / f).read_bytes(), (second_root / f).read_bytes()
+        if a == b:
+            return True
+        if f.suffix != ".csv":  # tables: identical but for their timing columns (seconds, named *_s)
+            return False
+        x, y = pd.read_csv(first_root / f), pd.read_csv(second_root / f)
+        timing = [c for c in x.columns if c.endswith("_s")]
+        return bool(timing) and x.drop(columns=timing).equals(y.drop(columns=timing))
+
+    differ = [str(f) for f in compared if not same(f)]
+    assert not differ, f"{len(differ)} of {len(compared)} files differ between identical runs: {differ[:10]}"
+
+
 @pytest.mark.slow
 def test_dvc_round_trip_restores_results_with_nothing_to_rerun(smoke, tmp_path):
     """dvc commit + push to a local remote, then a fresh clone: dvc pull, snakemake --touch, snakemake -n."""

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._io import atomic_path
+from .._io import load_npz, save_npz
 from ..factored import PROJECTIONS, FactoredEngine, FactoredProjector, unsupported_parameters
 from ..gradients import GradientEngine, Projector, num_parameters
 from ..grouping import Groups
@@ -58,19 +58,19 @@ class Attribution:
         return (self.group_importance() / self.groups.sizes)[self.groups.labels]
 
     def save(self, path) -> None:
-        """Write scores, group labels, timing and options to an ``.npz`` file, atomically."""
-        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, scores=self.scores, labels=self.groups.labels,
-                     meta=np.array(json.dumps({"method": self.method, "timing": self.timing,
-                                               "options": self.options, "grouping": self.groups.method,
-                                               "group_size": self.groups.group_size}, default=str)))
+        """Write scores, group labels and options to an ``.npz`` (with a checksum), and the timing beside
+        it (``<name>.timing.json``), atomically: the same scores are the same bytes."""
+        save_npz(path, {"scores": self.scores, "labels": self.groups.labels},
+                 {"method": self.method, "options": self.options, "grouping": self.groups.method,
+                  "group_size": self.groups.group_size}, self.timing)
 
     @classmethod
     def load(cls, path) -> Attribution:
-        with np.load(path) as z:
-            meta = json.loads(str(z["meta"]))
-            groups = Groups.from_labels(z["labels"], method=meta["grouping"])
-            return cls(meta["method"], z["scores"], groups, meta["timing"], meta["options"])
+        """Read a file written by :meth:`save` (timing {} without the sidecar); a truncated or altered file
+        is refused, naming it."""
+        arrays, meta, timing = load_npz(path, "ggda attribution")
+        groups = Groups.from_labels(arrays["labels"], method=meta["grouping"], group_size=meta["group_size"])
+        return cls(meta["method"], arrays["scores"], groups, timing, meta["options"])
 
 
 class Timer:
@@ -135,6 +135,57 @@ def as_tensors(data: Any, what: str) -> tuple[torch.Tensor, ...]:
     raise TypeError(f"{what} must be a TensorDataset, a DataBundle or a tuple of tensors, got {type(data).__name__}")
 
 
+def checked_tensors(data: Any, what: str, model: torch.nn.Module) -> tuple[torch.Tensor, ...]:
+    """:func:`as_tensors`, checked against ``model`` before any work: non-empty, rows of equal length,
+    finite floating inputs, 1-D integer labels that are class indices of the model's outputs, and inputs
+    the model takes (one forward pass on the first row). A ValueError names ``what`` and the problem."""
+    tensors = as_tensors(data, what)
+    if len(tensors) < 2:
+        raise ValueError(f"{what} must hold inputs and labels (inputs..., labels), got {len(tensors)} tensor(s)")
+    n = len(tensors[0])
+    if n == 0:
+        raise ValueError(f"{what} is empty: pass at least one point")
+    if any(len(t) != n for t in tensors):
+        raise ValueError(f"{what}: its tensors have different lengths {[len(t) for t in tensors]}")
+    for i, t in enumerate(tensors[:-1]):
+        if t.is_floating_point():
+            bad = ~torch.isfinite(t.reshape(n, -1)).all(1)
+            if bad.any():
+                raise ValueError(f"{what} input {i} holds NaN or inf in {int(bad.sum())} row(s) (first: row "
+                                 f"{int(bad.nonzero()[0])}): remove or impute them before attributing")
+    y = tensors[-1]
+    if y.dim() != 1 or y.is_floating_point() or y.dtype == torch.bool:
+        raise ValueError(f"{what} labels (the last tensor) must be a 1-D integer tensor of class indices, "
+                         f"got dtype {y.dtype}, shape {tuple(y.shape)}")
+    param = next(model.parameters())
+    first = tuple(t[:1] for t in tensors)
+    try:
+        with torch.no_grad():
+            *inputs, _ = first
+            inputs = [x.to(param.device, dtype=param.dtype) if x.is_floating_point() else x.to(param.device)
+                      for x in inputs]
+            logits = model.eval()(*inputs)
+    except (RuntimeError, ValueError, IndexError, TypeError) as err:
+        shapes = ", ".join(str(tuple(t.shape[1:])) for t in tensors[:-1])
+        raise ValueError(f"the model cannot take the {what} inputs (per-row shape {shapes}): "
+                         f"{str(err).splitlines()[0]}") from None
+    classes = logits.shape[-1]
+    low, high = int(y.min()), int(y.max())
+    if low < 0 or high >= classes:
+        raise ValueError(f"{what} labels must be class indices in [0, {classes}) for the model's {classes} "
+                         f"outputs; found labels from {low} to {high}")
+    return tensors
+
+
+def check_finite_scores(scores: torch.Tensor, method: str) -> None:
+    """Never return NaN or inf scores silently."""
+    if not torch.isfinite(scores).all():
+        bad = int((~torch.isfinite(scores)).sum())
+        raise FloatingPointError(f"{method} produced {bad} non-finite score(s) (NaN or inf): the model's "
+                                 "parameters or outputs are not finite, or the damping is too small for "
+                                 "the curvature; check the model and raise damping")
+
+
 def resolve_groups(groups: Groups | None, n: int) -> Groups:
     """Singleton groups when None; otherwise check the grouping covers the n training points."""
     if groups is None:
@@ -196,16 +247,33 @@ def resolve_projection(model, params, proj_dim: int | None, projection: str) -> 
     return projection
 
 
+def check_proj_dim(proj_dim) -> int | None:
+    """``proj_dim`` as an int, or None; anything else is a ValueError naming it."""
+    if proj_dim is None:
+        return None
+    if isinstance(proj_dim, bool) or not isinstance(proj_dim, (int, np.integer)) or proj_dim < 1:
+        raise ValueError(f"proj_dim must be a positive integer or None (no projection), got {proj_dim!r}")
+    return int(proj_dim)
+
+
 def make_projector(model, params, proj_dim: int | None, proj_kind: str, proj_seed: int,
                    projection: str = "dense") -> Projector | FactoredProjector | None:
     """The projection of the selected parameters' gradients to ``proj_dim`` dimensions (None: none):
-    a dense seeded matrix, or per-layer Kronecker factors (``projection="factored"``)."""
+    a dense seeded matrix, or per-layer Kronecker factors (``projection="factored"``, where a proj_dim
+    at or above the parameter count keeps every layer exact). A dense ``proj_dim`` above the number p of
+    selected parameters is an error: it cannot add information; use proj_dim=None for the exact gradients."""
+    proj_dim = check_proj_dim(proj_dim)
     projection = resolve_projection(model, params, proj_dim, projection)
     if proj_dim is None:
         return None
     if projection == "factored":
         return FactoredProjector(model, params, proj_dim, proj_kind, proj_seed)
-    return Projector(num_parameters(model, params), proj_dim, proj_kind, proj_seed)
+    p = num_parameters(model, params)
+    if proj_dim > p:
+        raise ValueError(f"proj_dim={proj_dim} exceeds the {p} selected parameters: a dense projection to more "
+                         f"dimensions than parameters adds nothing; use proj_dim <= {p}, or proj_dim=None for "
+                         "the exact gradients")
+    return Projector(p, proj_dim, proj_kind, proj_seed)
 
 
 def make_engine(model, params, output: str, projector, batch_size: int, device) -> GradientEngine | FactoredEngine:

@@ -29,18 +29,15 @@ because a single call computes the same features with the same code before scori
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .._io import atomic_path
+from .._io import load_npz, save_npz
 
 SIDES = ("train", "targets")
 FORMAT = "ggda-features/1"
@@ -59,15 +56,6 @@ def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: obj}
 
 
-def _checksum(arrays: dict[str, np.ndarray]) -> str:
-    h = hashlib.sha256()
-    for name in sorted(arrays):
-        a = np.ascontiguousarray(arrays[name])
-        h.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
 @dataclass
 class Features:
     """The grouping-independent part of one method's attribution, on one side (module docstring).
@@ -76,7 +64,8 @@ class Features:
     key: what the arrays were computed from: fingerprints of the model parameters and the data, and the
         options that change the values (projection, checkpoints, damping, ...). JSON-able.
     arrays: named numpy arrays (names and shapes are the method's business, e.g. "ckpt0" (m, d)).
-    timing: seconds spent making them, under the keys of ``Attribution.timing``.
+    timing: seconds spent making them, under the keys of ``Attribution.timing`` (saved beside the
+        ``.npz``, see :meth:`save`; empty when that sidecar is missing).
     """
 
     method: str
@@ -115,33 +104,18 @@ class Features:
 
     # -------------------------------------------------------------------------------------- on disk
     def save(self, path: str | os.PathLike) -> None:
-        """Write an ``.npz`` (the arrays and a JSON header with a checksum), atomically."""
-        meta = {"format": FORMAT, "method": self.method, "side": self.side, "key": self.key,
-                "timing": self.timing, "sha256": _checksum(self.arrays)}
-        if any(name.startswith("__") for name in self.arrays):
-            raise ValueError("array names may not start with '__'")
-        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, __meta__=np.array(json.dumps(meta, sort_keys=True, default=str)), **self.arrays)
+        """Write an ``.npz`` (the arrays, a JSON header, a checksum) and the timing beside it
+        (``<name>.timing.json``), each atomically: the same features are the same bytes."""
+        save_npz(path, self.arrays, {"format": FORMAT, "method": self.method, "side": self.side,
+                                     "key": self.key}, self.timing)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Features:
         """Read a file written by :meth:`save`; a truncated, altered or foreign file is refused."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"features file {path} does not exist: make it with ggda.featurize")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                meta = json.loads(str(z["__meta__"]))
-                arrays = {name: z[name] for name in z.files if name != "__meta__"}
-        except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as err:
-            raise ValueError(f"{path} is not a readable ggda features file ({type(err).__name__}: {err}); "
-                             "it may be truncated: delete it and make it again") from None
+        arrays, meta, timing = load_npz(path, "ggda features")
         if meta.get("format") != FORMAT:
             raise ValueError(f"{path} has format {meta.get('format')!r}, expected {FORMAT!r}: make it again")
-        if _checksum(arrays) != meta["sha256"]:
-            raise ValueError(f"{path} is corrupt (its arrays do not match the checksum written with them): "
-                             "delete it and make it again")
-        return cls(meta["method"], meta["side"], meta["key"], arrays, meta["timing"])
+        return cls(meta["method"], meta["side"], meta["key"], arrays, timing)
 
 
 def as_features(item: Features | str | os.PathLike) -> Features:

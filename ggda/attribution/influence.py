@@ -39,8 +39,8 @@ from tqdm.auto import tqdm
 
 from ..gradients import GradientEngine, per_sample_output
 from ..train import resolve_device
-from .base import (Attribution, Timer, as_tensors, fingerprint, group_sum, make_engine, make_projector,
-                   parameter_names, projection_options, resolve_groups, resolve_projection, timed)
+from .base import (Attribution, Timer, check_finite_scores, checked_tensors, fingerprint, group_sum,
+                   make_engine, make_projector, parameter_names, projection_options, resolve_groups, resolve_projection, timed)
 from .features import Features, pick
 
 log = logging.getLogger(__name__)
@@ -147,9 +147,11 @@ def default_damping(model_name: str) -> float:
 
 def resolve_damping(run, damping: float | None) -> float:
     """``damping``, or :func:`default_damping` for the run's model when None; checked non-negative."""
+    if damping is not None and (isinstance(damping, bool) or not isinstance(damping, (int, float))
+                                or not math.isfinite(damping) or damping < 0):
+        raise ValueError(f"damping must be a finite non-negative number or None (the model's default), "
+                         f"got {damping!r}")
     damping = default_damping(run.model_name) if damping is None else float(damping)
-    if damping < 0:
-        raise ValueError(f"damping must be non-negative, got {damping}")
     return damping
 
 
@@ -277,7 +279,7 @@ class Influence:
         """The curvature side: ``factor`` (the Cholesky factor of the damped curvature; exact solver and
         factored projection; CG has no factorisation to keep and solves on demand) and ``mean`` (g_bar,
         the mean training gradient or feature); factored: also ``features`` (n, D), every point's feature."""
-        tr = as_tensors(train, "train")
+        tr = checked_tensors(train, "train", self.run.model)
         n = len(tr[0])
         timer = Timer(self.device)
         arrays = {}
@@ -310,7 +312,7 @@ class Influence:
         """The target side: ``gradients`` grad L(z) (m, p) (factored: phi_z (m, D)); with ``solve``, also
         ``solutions`` H^-1 grad L(z) (m, p) and ``solution_dot_mean`` (m,), their products with g_bar.
         The solve needs the curvature: ``train_features`` (from :meth:`featurize_train`) or made now."""
-        tr, te = as_tensors(train, "train"), as_tensors(targets, "targets")
+        tr, te = checked_tensors(train, "train", self.run.model), checked_tensors(targets, "targets", self.run.model)
         train_f = self._checked(train_features, "train", self.key(tr)) or self.featurize_train(tr)
         timer = Timer(self.device)
         arrays = {}
@@ -345,7 +347,7 @@ class Influence:
         """Scores (m, k); ``features`` (Features or paths, either side) are reused after their check."""
         dev = self.device
         timer = Timer(dev)
-        tr, te = as_tensors(train, "train"), as_tensors(targets, "targets")
+        tr, te = checked_tensors(train, "train", self.run.model), checked_tensors(targets, "targets", self.run.model)
         n, m = len(tr[0]), len(te[0])
         groups = resolve_groups(groups, n)
         given = self._checked(features, "train", self.key(tr))
@@ -377,6 +379,7 @@ class Influence:
             scores = self._score_targets(tr, groups, target_f, sizes, timer)
         else:
             scores = self._score_groups(tr, groups, train_f, target_f, sizes, timer)
+        check_finite_scores(scores, "if")
         iterations = int(target_f.arrays["cg_iterations"]) if side == "targets" else self.iterations
         opts = {**self.feature_options(), "solve_for": side, "centre": self.centre, "cg_iterations": iterations,
                 "num_params": self.engine.dim}

@@ -18,8 +18,8 @@ import torch
 
 from ..factored import FactoredEngine, FactoredProjector, factor_inner_products, single_position_layers
 from ..train import resolve_device
-from .base import (Attribution, Timer, as_tensors, fingerprint, group_sum, make_engine, make_projector,
-                   parameter_names, projection_options, resolve_groups, timed)
+from .base import (Attribution, Timer, check_finite_scores, checked_tensors, fingerprint, group_sum,
+                   make_engine, make_projector, parameter_names, projection_options, resolve_groups, timed)
 from .features import Features, pick
 
 
@@ -79,7 +79,7 @@ class TracIn:
     def featurize_targets(self, targets) -> Features:
         """Per checkpoint i, ``ckpt{i}`` = eta_i grad L(z; theta_i) (m, d); with exact layer-wise inner
         products, the per-layer factors ``ckpt{i}/layer{j}/a`` and ``.../delta`` (delta scaled by eta_i)."""
-        te = as_tensors(targets, "targets")
+        te = checked_tensors(targets, "targets", self.run.model)
         timer = Timer(self.device)
         layers = self.exact_layers(te)
         arrays = {}
@@ -101,7 +101,7 @@ class TracIn:
         """Per checkpoint i, ``ckpt{i}`` = every training point's factored feature (n, d). Without the
         factored projection there is nothing grouping-independent on this side: the artifact is empty
         and group gradients are computed for each grouping."""
-        tr = as_tensors(train, "train")
+        tr = checked_tensors(train, "train", self.run.model)
         timer = Timer(self.device)
         arrays = {}
         with timer("train_gradients_s"):
@@ -113,7 +113,7 @@ class TracIn:
     # ---------------------------------------------------------------------------------------- score
     def attribute(self, train, targets, groups=None, features=None) -> Attribution:
         """Scores (m, k); ``features`` (Features or paths, either side) are reused after their check."""
-        tr, te = as_tensors(train, "train"), as_tensors(targets, "targets")
+        tr, te = checked_tensors(train, "train", self.run.model), checked_tensors(targets, "targets", self.run.model)
         groups = resolve_groups(groups, len(tr[0]))
         timer = Timer(self.device)
         target_f, train_f = pick(features, "tracin", "targets"), pick(features, "tracin", "train")
@@ -125,6 +125,7 @@ class TracIn:
         target_f = target_f if reused else self.featurize_targets(te)
         timer.add(target_f.timing, cached=reused)
         scores = self._score(tr, te, groups, target_f, train_f, timer)
+        check_finite_scores(scores, "tracin")
         return Attribution("tracin", scores.cpu().double().numpy(), groups, timer.finish(groups.seconds),
                            self.options(tr))
 

@@ -32,6 +32,7 @@ which every group's feature is the exact sum of its members'.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -39,8 +40,8 @@ import torch
 
 from ..factored import FactoredProjector
 from ..train import resolve_device, split_batch
-from .base import (Attribution, Timer, as_tensors, fingerprint, group_sum, make_engine, make_projector,
-                   parameter_names, projection_options, resolve_groups)
+from .base import (Attribution, Timer, check_finite_scores, checked_tensors, fingerprint, group_sum,
+                   make_engine, make_projector, parameter_names, projection_options, resolve_groups)
 from .features import Features, pick
 
 
@@ -65,8 +66,9 @@ def ensemble(runs, damping: float) -> list:
     runs = list(runs) if isinstance(runs, (list, tuple)) else [runs]
     if not runs:
         raise ValueError("trak needs at least one trained model")
-    if damping < 0:
-        raise ValueError(f"damping must be non-negative, got {damping}")
+    if isinstance(damping, bool) or not isinstance(damping, (int, float)) or not math.isfinite(damping) \
+            or damping < 0:
+        raise ValueError(f"damping must be a finite non-negative number, got {damping!r}")
     return runs
 
 
@@ -124,7 +126,7 @@ class Trak:
 
     def featurize_targets(self, targets) -> Features:
         """Per model j, ``model{j}`` = phi_z (m, d) float64."""
-        te = as_tensors(targets, "targets")
+        te = checked_tensors(targets, "targets", self.runs[0].model)
         timer = Timer(self.device)
         arrays = {}
         with timer("target_gradients_s"):
@@ -137,7 +139,7 @@ class Trak:
         """Per model j, ``model{j}/q`` (n,) float64, every point's 1 - p(y), and with the factored
         projection ``model{j}/features`` (n, d), every point's feature, from the same pass (otherwise group
         features are computed for each grouping)."""
-        tr = as_tensors(train, "train")
+        tr = checked_tensors(train, "train", self.runs[0].model)
         timer = Timer(self.device)
         arrays = {}
         with timer("train_gradients_s"):
@@ -185,7 +187,7 @@ class Trak:
         """Scores (m, k); ``features`` (Features or paths, either side) are reused after their check."""
         dev = self.device
         timer = Timer(dev)
-        tr, te = as_tensors(train, "train"), as_tensors(targets, "targets")
+        tr, te = checked_tensors(train, "train", self.runs[0].model), checked_tensors(targets, "targets", self.runs[0].model)
         groups = resolve_groups(groups, len(tr[0]))
         target_f = pick(features, "trak", "targets")
         if target_f is not None:
@@ -214,6 +216,7 @@ class Trak:
             if self.kernel == "individual" and groups.k < groups.n:  # each group: the sum of its members' scores
                 labels = torch.as_tensor(groups.labels, device=dev)
                 scores = torch.zeros(len(scores), groups.k, dtype=scores.dtype, device=dev).index_add_(1, labels, scores)
+        check_finite_scores(scores, "trak")
         opts = {**self.feature_options(), "damping": self.damping, "kernel": self.kernel}
         return Attribution("trak", scores.cpu().numpy(), groups, timer.finish(groups.seconds), opts)
 

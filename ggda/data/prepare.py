@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 
 def stratified_subset(y: np.ndarray, n: int | None, seed: int, arg: str = "n") -> np.ndarray:
-    """Indices (sorted, int64) of a seeded, class-stratified subset of size ``n`` (all when None or >= len)."""
+    """Indices (sorted, int64) of a seeded, class-stratified subset of size ``n`` (all when None; when
+    ``n`` exceeds the split, all of it, with a warning naming both sizes)."""
     total = len(y)
-    if n is None or n >= total:
+    if n is None:
         return np.arange(total, dtype=np.int64)
-    if not isinstance(n, (int, np.integer)) or n <= 0:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
         raise ValueError(f"{arg} must be a positive integer or None, got {n!r}")
+    if n >= total:
+        if n > total:
+            warnings.warn(f"{arg}={n} exceeds the {total} points of the split: using all {total}", stacklevel=3)
+        return np.arange(total, dtype=np.int64)
     classes = np.unique(y)
     if n < len(classes):
         raise ValueError(f"{arg}={n} is smaller than the number of classes ({len(classes)}); "

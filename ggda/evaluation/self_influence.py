@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..attribution.base import Timer, as_tensors, make_engine, make_projector, projection_options, resolve_groups, timed
+from ..attribution.base import Timer, checked_tensors, make_engine, make_projector, projection_options, resolve_groups, timed
 from ..attribution.influence import InverseCurvature
 from ..attribution.tracin import checkpoint_ids
 from ..attribution.trak import DEFAULT_DAMPING, Trak, kernel_solve
@@ -77,14 +77,14 @@ def self_influence(method: str, run, train, groups: Groups | None = None, **opti
     method: "if", "tracin" or "trak". run: a TrainRun (trak: one or a list, the ensemble).
     train: the training data (TensorDataset or DataBundle). groups: None = individual.
     options: as for ``ggda.attribute(method, ...)`` (e.g. damping, params, proj_dim, batch_size, device,
-        progress); ``store`` is accepted and ignored.
+        progress).
     """
-    options.pop("store", None)
     try:
         fn = {"if": _if_self, "tracin": _tracin_self, "trak": _trak_self}[method]
     except KeyError:
         raise ValueError(f"unknown attribution method {method!r}: choose one of {', '.join(METHODS)}") from None
-    tr = as_tensors(train, "train")
+    model = (run[0] if isinstance(run, (list, tuple)) and run else run).model
+    tr = checked_tensors(train, "train", model)
     groups = resolve_groups(groups, len(tr[0]))
     device = resolve_device(options.pop("device", "auto"))
     timer = Timer(device)

@@ -24,6 +24,8 @@ for _variant, _tag, _methods in ATTRIBUTE_VARIANTS:
         output:
             scores=[f"results/{{dataset}}/{{model}}/{_variant}attr/{m}/{{grouping}}-{{size}}.npz" for m in _methods],
             info=[f"results/{{dataset}}/{{model}}/{_variant}attr/{m}/{{grouping}}-{{size}}.json" for m in _methods],
+            timing=[f"results/{{dataset}}/{{model}}/{_variant}attr/{m}/{{grouping}}-{{size}}.timing.json"
+                    for m in _methods],
         input:
             unpack(attribute_inputs(_variant, _methods)),
         params:

@@ -9,6 +9,8 @@
 #                                by each attribution job, as the paper does.
 #   cache/{method}/targets.npz   the target side, once per model and target set: every method's target
 #                                features, and IF's solutions H^-1 grad L(z), the expensive part with CG.
+#   cache/{method}/*.timing.json what making each cost (kept apart so that the .npz files are the same
+#                                bytes on every run; attribution jobs count it in their timing)
 #
 # One job per method and side, so that changing one method's options, or the targets, reruns only the
 # artifacts that depend on them (params hold only the options that change features).
@@ -16,7 +18,8 @@
 
 rule train_features:
     output:
-        "results/{dataset}/{model}/{variant}cache/{method}/train.npz",
+        features="results/{dataset}/{model}/{variant}cache/{method}/train.npz",
+        timing="results/{dataset}/{model}/{variant}cache/{method}/train.timing.json",
     input:
         unpack(features_inputs("train")),
     params:
@@ -37,7 +40,8 @@ rule train_features:
 
 rule target_features:
     output:
-        "results/{dataset}/{model}/{variant}cache/{method}/targets.npz",
+        features="results/{dataset}/{model}/{variant}cache/{method}/targets.npz",
+        timing="results/{dataset}/{model}/{variant}cache/{method}/targets.timing.json",
     input:
         unpack(features_inputs("targets")),
     params:

@@ -243,6 +243,12 @@ def run_files(dataset, model, seed, variant=""):
     return [f"{d}/model.pt", f"{d}/metrics.json"]
 
 
+def timing_file(path):
+    """The timing sidecar of an .npz artifact (ggda._io.timing_path): timings live apart so that the
+    same results are the same bytes."""
+    return path.replace(".npz", ".timing.json")
+
+
 def groups_file(dataset, model, grouping, size, variant=""):
     return f"results/{dataset}/{model}/{variant}groups/{grouping}-{size}.npz"
 
@@ -418,6 +424,7 @@ def features_inputs(side):
         }
         if side == "targets" and wildcards.method == "if":  # the solve uses the curvature
             out["curvature"] = cache_file(wildcards.dataset, wildcards.model, "if", "train", wildcards.variant)
+            out["curvature_timing"] = timing_file(out["curvature"])
         return out
 
     return inputs
@@ -430,12 +437,16 @@ def attribute_inputs(variant, methods):
         out = {
             "data": data_file(wildcards.dataset, VARIANT_VIEW[variant]),
             "groups": groups_file(wildcards.dataset, wildcards.model, wildcards.grouping, wildcards.size, variant),
+            "groups_timing": timing_file(
+                groups_file(wildcards.dataset, wildcards.model, wildcards.grouping, wildcards.size, variant)),
             "runs": [run_files(wildcards.dataset, wildcards.model, s, variant)[1] for s in range(m)],
             "src": SRC_ATTRIBUTE,
         }
         for meth in methods:
-            out[f"features_{meth}"] = [cache_file(wildcards.dataset, wildcards.model, meth, side, variant)
-                                       for side in cache_sides(wildcards.dataset, wildcards.model, meth)]
+            files = [cache_file(wildcards.dataset, wildcards.model, meth, side, variant)
+                     for side in cache_sides(wildcards.dataset, wildcards.model, meth)]
+            out[f"features_{meth}"] = files  # Features.load reads each one's timing sidecar
+            out[f"timing_{meth}"] = [timing_file(f) for f in files]
         return out
 
     return inputs

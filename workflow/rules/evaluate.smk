@@ -99,6 +99,7 @@ if config["noisy_labels"]["enabled"]:
             runs=lambda wc: [run_files(wc.dataset, wc.model, s, "noisy/")[1]
                              for s in range(max(ensemble_size(m) for m in NOISY_METHODS))],
             groups=lambda wc: groups_file(wc.dataset, wc.model, wc.grouping, wc.size, "noisy/"),
+            groups_timing=lambda wc: timing_file(groups_file(wc.dataset, wc.model, wc.grouping, wc.size, "noisy/")),
             src=SRC_EVALUATE + SRC_ATTRIBUTE,
         params:
             methods=NOISY_METHODS,

@@ -6,7 +6,8 @@
 
 rule groups:
     output:
-        "results/{dataset}/{model}/{variant}groups/{grouping}-{size}.npz",
+        groups="results/{dataset}/{model}/{variant}groups/{grouping}-{size}.npz",
+        timing="results/{dataset}/{model}/{variant}groups/{grouping}-{size}.timing.json",
     input:
         unpack(groups_inputs),
     params:

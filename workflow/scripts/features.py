@@ -19,4 +19,4 @@ if snakemake.rule == "target_features":
 else:
     features = ggda.featurize(p.method, run, data.train, device=p.device, progress=False, **p.options)
 log.info("%s on %s/%s: %r, timing %s", p.method, data.name, snakemake.wildcards.model, features, features.timing)
-features.save(snakemake.output[0])
+features.save(snakemake.output.features)  # also writes output.timing beside it

@@ -17,4 +17,4 @@ spec = snakemake.params.grouping
 groups = grouping.make(spec["method"], run, data, int(snakemake.wildcards.size), device=snakemake.params.device,
                        **spec["options"])
 log.info("%r", groups)
-groups.save(snakemake.output[0])
+groups.save(snakemake.output.groups)  # and output.timing beside it

@@ -112,8 +112,9 @@ def save_bundle(bundle, path: str | os.PathLike, extra: dict | None = None) -> N
         "meta": json.dumps(bundle.meta, sort_keys=True, default=_jsonable),
         "extra": {k: list(v.tensors) for k, v in extra.items()},
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    from ggda._io import save_torch  # through memory: the same payload is the same bytes
+
+    save_torch(payload, path)
 
 
 def load_bundle(path: str | os.PathLike):
@@ -131,7 +132,11 @@ def load_bundle(path: str | os.PathLike):
 
 
 def target_subset(dataset, m: int | None, seed: int):
-    """The attribution targets: ``dataset`` itself, or a seeded subset of m of its points (sorted)."""
+    """The attribution targets: ``dataset`` itself, or a seeded subset of m of its points (sorted); an m
+    above the split's size uses all of it, with a warning naming both sizes."""
+    if m is not None and m > len(dataset):
+        logging.getLogger("ggda.workflow").warning(
+            "attribution.targets=%d exceeds the %d points of the split: using all %d", m, len(dataset), len(dataset))
     if m is None or m >= len(dataset):
         return dataset, None
     import numpy as np
