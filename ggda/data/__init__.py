@@ -19,10 +19,11 @@ from torch.utils.data import TensorDataset
 
 from . import bundled, prepare, text
 from .errors import ChecksumError, DataError, DownloadError, FormatError
+from .prepare import validation_split
 from .raw import RawData
 from .registry import REGISTRY, DatasetInfo, get_info
 
-__all__ = ["load", "DataBundle", "REGISTRY", "DatasetInfo", "get_info", "default_root", "list_datasets",
+__all__ = ["load", "validation_split", "DataBundle", "REGISTRY", "DatasetInfo", "get_info", "default_root", "list_datasets",
            "DataError", "DownloadError", "ChecksumError", "FormatError", "RawData"]
 
 log = logging.getLogger(__name__)

@@ -1,10 +1,17 @@
-"""Seeded subsets, label noise and scaling: the steps from published files to model-ready tensors."""
+"""Seeded subsets, label noise, scaling and validation splits: the steps from published files to
+model-ready tensors."""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import warnings
 
 import numpy as np
+import torch
+from torch.utils.data import TensorDataset
+
+log = logging.getLogger(__name__)
 
 
 def stratified_subset(y: np.ndarray, n: int | None, seed: int, arg: str = "n") -> np.ndarray:
@@ -74,3 +81,46 @@ def standardise_images(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndar
     stats = {"scaling": "per-channel standardisation fitted on train",
              "channel_mean": mean.ravel().tolist(), "channel_std": std.ravel().tolist()}
     return (((x_train - mean) / std).astype(np.float32), ((x_test - mean) / std).astype(np.float32), stats)
+
+
+def validation_split(data, n_val: int | float, seed: int = 0):
+    """Carve a class-stratified validation split out of the training part of ``data``.
+
+    n_val: the number of points (int) or a fraction of ``data.train`` (float in (0, 1)).
+    seed: seeds the stratified draw.
+    Returns (bundle, val): ``bundle`` is a copy of ``data`` whose ``train`` lacks the validation points
+    (``flipped`` and ``clean_labels`` re-indexed to it; ``meta["validation_indices"]`` holds the removed
+    indices into the original ``data.train``), and ``val`` a TensorDataset of those points with their
+    *clean* labels (``data.clean_labels``), i.e. a trusted validation split even under label noise.
+    The test split is untouched, so the validation split is disjoint from it. Train on ``bundle``, not
+    on ``data``: attribution and retraining indices refer to ``bundle.train``. (The feature scaling was
+    fitted on the full training part, validation points included.)
+    """
+    n = len(data.train)
+    if isinstance(n_val, float) and not float(n_val).is_integer():
+        if not 0.0 < n_val < 1.0:
+            raise ValueError(f"n_val as a fraction must be in (0, 1), got {n_val}")
+        n_val = int(round(n_val * n))
+    n_val = int(n_val)
+    if not 0 < n_val < n:
+        raise ValueError(f"n_val must be between 1 and {n - 1} (data.train has {n} points), got {n_val}")
+    clean = np.asarray(data.clean_labels)
+    val_idx = stratified_subset(clean, n_val, seed, "n_val")
+    mask = np.ones(n, dtype=bool)
+    mask[val_idx] = False
+    keep = np.flatnonzero(mask)
+    tensors = data.train.tensors
+    sel = torch.from_numpy(keep)
+    train = TensorDataset(*(t[sel] for t in tensors))
+    vsel = torch.from_numpy(val_idx)
+    val = TensorDataset(*(t[vsel] for t in tensors[:-1]),
+                        torch.as_tensor(clean[val_idx], dtype=tensors[-1].dtype))
+    new_pos = np.full(n, -1, dtype=np.int64)
+    new_pos[keep] = np.arange(len(keep))
+    flipped = np.sort(new_pos[np.asarray(data.flipped, dtype=np.int64)])
+    flipped = flipped[flipped >= 0]
+    meta = dict(data.meta, n_train=len(keep), validation_indices=val_idx.tolist(), n_val=n_val,
+                validation_seed=seed)
+    bundle = dataclasses.replace(data, train=train, flipped=flipped, clean_labels=clean[keep], meta=meta)
+    log.info("validation split of %s: %d validation points, %d training points left", data.name, n_val, len(keep))
+    return bundle, val

@@ -25,11 +25,12 @@ and standard error over seeds per kind x fraction.
     res.summary()
 """
 
+from ..data.prepare import validation_split
 from .lds import lds, lds_many, spearman_columns
 from .noisy import detection_auroc, detection_curve, noisy_label_detection, suspicion_scores
 from .results import ROW_COLUMNS, SUMMARY_COLUMNS, EvalResult, LDSResult, NoisyLabelResult, summarise
 from .retraining import (as_importance, per_target_loss, pruning, random_removal, removal_order,
-                         retraining_score, validation_split)
+                         retraining_score)
 from .self_influence import SelfInfluence, self_influence
 
 __all__ = ["retraining_score", "pruning", "noisy_label_detection", "lds", "lds_many", "validation_split", "self_influence",

@@ -191,25 +191,104 @@ THREADS = config["threads"]
 CONFIG_HASH = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def ggda_sources(*names):
-    """The ggda/ source files a rule uses (a module name, or a sub-package name for all its files)."""
+def _module_file(mod):
+    """The file of a ggda mod or of a workflow script mod (e.g. workflow_io), or None (torch, ...)."""
+    parts = mod.split(".")
+    base = REPO if parts[0] == "ggda" else REPO / "workflow" / "scripts"
+    path = base.joinpath(*parts)
+    if path.with_suffix(".py").is_file():
+        return path.with_suffix(".py")
+    if (path / "__init__.py").is_file():
+        return path / "__init__.py"
+    return None
+
+
+def _imports(path, functions=None):
+    """[(absolute mod, imported names or None)] of the import statements of a file: all of them, nested
+    ones too; or, with ``functions``, those at mod level and in the named top-level functions."""
+    import ast
+
+    tree = ast.parse(path.read_text(), str(path))
+    if functions is None:
+        nodes = list(ast.walk(tree))
+    else:
+        nodes = [n for stmt in tree.body if not isinstance(stmt, (ast.FunctionDef, ast.ClassDef))
+                 for n in ast.walk(stmt)]
+        nodes += [n for stmt in tree.body if isinstance(stmt, ast.FunctionDef) and stmt.name in functions
+                  for n in ast.walk(stmt)]
+    package = path.parent.relative_to(REPO).parts if path.is_relative_to(REPO / "ggda") else ()
     out = []
-    for name in names:
-        path = REPO / "ggda" / name
-        if path.is_dir():
-            out += sorted(_rel(p) for p in path.glob("*.py"))
-        else:
-            out.append(_rel(path.with_suffix(".py")))
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            out += [(alias.name, None) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = list(package[:len(package) - node.level + 1]) if node.level else []
+            mod = ".".join(base + ([node.module] if node.module else []))
+            out.append((mod, [alias.name for alias in node.names]))
     return out
 
 
-# Per stage: the library code it runs (imports of ggda/__init__ are not listed: they do not change results).
-SRC_DATA = ggda_sources("data", "_io")
-SRC_TRAIN = ggda_sources("train", "hparams", "models")
-SRC_GROUPS = ggda_sources("grouping")
-SRC_ATTRIBUTE = ggda_sources("attribution", "gradients")
-SRC_EVALUATE = ggda_sources("evaluation")
-SRC_PLOTS = ggda_sources("plots", "provenance")
+def _defined(path):
+    """Names a mod defines itself at top level (functions, classes, assignments), not by importing."""
+    import ast
+
+    out = set()
+    for stmt in ast.parse(path.read_text(), str(path)).body:
+        if isinstance(stmt, (ast.FunctionDef, ast.ClassDef)):
+            out.add(stmt.name)
+        elif isinstance(stmt, (ast.Assign, ast.AnnAssign)):
+            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+            out |= {t.id for t in targets if isinstance(t, ast.Name)}
+    return out
+
+
+def _helpers_used(script_path):
+    """[(workflow helper mod, the functions the script calls from it)] (``import workflow_io as wio``
+    then ``wio.load_bundle(...)``): a helper's function-level imports count only for the functions used."""
+    import ast
+
+    tree = ast.parse(script_path.read_text(), str(script_path))
+    aliases = {a.asname or a.name: a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+               if (REPO / "workflow" / "scripts" / f"{a.name}.py").is_file()}
+    used = {m: set() for m in aliases.values()}
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id in aliases:
+            used[aliases[n.value.id]].add(n.attr)
+    return used
+
+
+@functools.cache
+def code_inputs(script):
+    """The ggda and workflow files that ``workflow/scripts/<script>.py`` runs, from its imports (an AST
+    walk: nothing is imported). A ggda mod brings everything it imports; a package's __init__ only the
+    names taken from it (``from ggda.evaluation import pruning`` depends on evaluation/retraining.py, not on
+    the rest of ggda.evaluation), or all of it when the package itself is imported (``import ggda.data``);
+    a workflow helper (workflow_io) its mod-level imports and those of the functions the script calls."""
+    path = REPO / "workflow" / "scripts" / f"{script}.py"
+    helpers = _helpers_used(path)
+    seen, files = set(), set()
+    todo = [(m, names) for m, names in _imports(path) if m not in helpers]
+    for helper, functions in helpers.items():
+        files.add(_module_file(helper))
+        todo += _imports(_module_file(helper), functions)
+    while todo:
+        mod, names = todo.pop()
+        path = _module_file(mod)
+        if path is None or (mod, tuple(names or ())) in seen:
+            continue
+        seen.add((mod, tuple(names or ())))
+        files.add(path)
+        statements = _imports(path)
+        if path.name != "__init__.py" or names is None or set(names) & _defined(path):
+            todo += statements  # a name defined in the __init__ itself may use any of its imports
+            continue
+        for name in names:
+            if _module_file(f"{mod}.{name}") is not None:  # a submodule
+                todo.append((f"{mod}.{name}", None))
+            todo += [(m, [name]) for m, bound in statements if bound and name in bound]
+    return sorted(_rel(f) for f in files)
+
+
 SCRIPTS = REPO / "workflow" / "scripts"
 
 
@@ -372,7 +451,7 @@ def groups_params(wildcards):
 
 
 def groups_inputs(wildcards):
-    out = {"data": data_file(wildcards.dataset, VARIANT_VIEW[wildcards.variant]), "src": SRC_GROUPS}
+    out = {"data": data_file(wildcards.dataset, VARIANT_VIEW[wildcards.variant]), "src": code_inputs("groups")}
     if grouping_spec(wildcards)["method"] in MODEL_GROUPINGS:
         out["run"] = run_files(wildcards.dataset, wildcards.model, 0, wildcards.variant)
     return out
@@ -420,7 +499,7 @@ def features_inputs(side):
             "data": data_file(wildcards.dataset, VARIANT_VIEW[wildcards.variant]),
             "runs": [run_files(wildcards.dataset, wildcards.model, s, wildcards.variant)[1]
                      for s in range(ensemble_size(wildcards.method))],
-            "src": SRC_ATTRIBUTE,
+            "src": code_inputs("features"),
         }
         if side == "targets" and wildcards.method == "if":  # the solve uses the curvature
             out["curvature"] = cache_file(wildcards.dataset, wildcards.model, "if", "train", wildcards.variant)
@@ -440,7 +519,7 @@ def attribute_inputs(variant, methods):
             "groups_timing": timing_file(
                 groups_file(wildcards.dataset, wildcards.model, wildcards.grouping, wildcards.size, variant)),
             "runs": [run_files(wildcards.dataset, wildcards.model, s, variant)[1] for s in range(m)],
-            "src": SRC_ATTRIBUTE,
+            "src": code_inputs("attribute"),
         }
         for meth in methods:
             files = [cache_file(wildcards.dataset, wildcards.model, meth, side, variant)
@@ -469,7 +548,7 @@ def retrain_params(wildcards):
 # evaluate.smk
 def aggregate_inputs(wildcards):
     out = {"retrain": [], "baselines": [], "attr": [], "train": [], "prune": [], "noisy": [], "noisy_curve": [],
-           "noisy_info": [], "lds": []}
+           "noisy_info": [], "lds": [], "src": code_inputs("aggregate")}
     for d, m, meth, g, s in main_attributions():
         out["retrain"].append(f"results/{d}/{m}/retrain/{meth}/{g}-{s}.csv")
         out["attr"].append(attr_file(d, m, meth, g, s).replace(".npz", ".json"))

@@ -10,8 +10,7 @@ rule data:
         bundle="results/{dataset}/data/{view}.pt",
         meta="results/{dataset}/data/{view}.json",
     input:
-        SRC_DATA,
-        lambda wc: SRC_EVALUATE if wc.view == "pruning" else [],
+        code_inputs("data"),
     params:
         data=data_params,
     wildcard_constraints:

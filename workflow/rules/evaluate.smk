@@ -17,7 +17,7 @@ rule retrain:
         data=lambda wc: data_file(wc.dataset),
         run=lambda wc: run_files(wc.dataset, wc.model, 0)[1],
         scores=lambda wc: [attr_file(wc.dataset, wc.model, m, wc.grouping, wc.size) for m in MAIN_METHODS],
-        src=SRC_EVALUATE,
+        src=code_inputs("retrain"),
     params:
         methods=MAIN_METHODS,
         retrain=retrain_params,
@@ -40,7 +40,7 @@ rule baselines:
     input:
         data=lambda wc: data_file(wc.dataset),
         run=lambda wc: run_files(wc.dataset, wc.model, 0)[1],
-        src=SRC_EVALUATE,
+        src=code_inputs("baselines"),
     params:
         retrain=retrain_params,
         targets=target_params(""),
@@ -67,7 +67,7 @@ if config["pruning"]["enabled"]:
             run=lambda wc: run_files(wc.dataset, wc.model, 0, "pruning/")[1],
             scores=lambda wc: [attr_file(wc.dataset, wc.model, m, wc.grouping, wc.size, "pruning/")
                                for m in PRUNING_METHODS],
-            src=SRC_EVALUATE,
+            src=code_inputs("prune"),
         params:
             methods=PRUNING_METHODS,
             fractions=config["pruning"]["fractions"],
@@ -100,7 +100,7 @@ if config["noisy_labels"]["enabled"]:
                              for s in range(max(ensemble_size(m) for m in NOISY_METHODS))],
             groups=lambda wc: groups_file(wc.dataset, wc.model, wc.grouping, wc.size, "noisy/"),
             groups_timing=lambda wc: timing_file(groups_file(wc.dataset, wc.model, wc.grouping, wc.size, "noisy/")),
-            src=SRC_EVALUATE + SRC_ATTRIBUTE,
+            src=code_inputs("noisy_labels"),
         params:
             methods=NOISY_METHODS,
             options=lambda wc: {m: method_options(wc.dataset, wc.model, m) for m in NOISY_METHODS},
@@ -130,7 +130,7 @@ if config["lds"]["enabled"]:
             data=lambda wc: data_file(wc.dataset),
             run=lambda wc: run_files(wc.dataset, wc.model, 0)[1],
             scores=lambda wc: [attr_file(wc.dataset, wc.model, m, wc.grouping, wc.size) for m in MAIN_METHODS],
-            src=SRC_EVALUATE,
+            src=code_inputs("lds"),
         params:
             methods=MAIN_METHODS,
             lds={k: config["lds"][k] for k in ("subsets", "alpha", "seed")},

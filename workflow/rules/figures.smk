@@ -8,7 +8,7 @@ rule figure:
         provenance="results/figures/{name}.provenance.json",
     input:
         unpack(figure_tables),
-        src=SRC_PLOTS,
+        src=code_inputs("figure"),
     params:
         name="{name}",
         removal=config["figures"]["removal"],

@@ -8,7 +8,7 @@ rule train:
         metrics="results/{dataset}/{model}/{variant}train/seed{seed}/metrics.json",
     input:
         data=lambda wc: data_file(wc.dataset, VARIANT_VIEW[wc.variant]),
-        src=SRC_TRAIN,
+        src=code_inputs("train"),
     params:
         train=train_params,
         device=DEVICE,

@@ -11,7 +11,7 @@ p = snakemake.params.data
 bundle = ggda.data.load(snakemake.wildcards.dataset, **p["load"])
 extra = {}
 if p["validation"] is not None:
-    from ggda.evaluation import validation_split
+    from ggda.data import validation_split
 
     bundle, extra["validation"] = validation_split(bundle, p["validation"], seed=p["validation_seed"])
 log.info("%r; extra splits: %s", bundle, {k: len(v) for k, v in extra.items()})
