@@ -118,18 +118,20 @@ class Features:
         return cls(meta["method"], meta["side"], meta["key"], arrays, timing)
 
 
-def as_features(item: Features | str | os.PathLike) -> Features:
-    """A Features object, or one loaded from a path."""
-    return item if isinstance(item, Features) else Features.load(item)
-
-
-def pick(features, method: str, side: str) -> Features | None:
-    """The one item of ``features`` (Features or paths; None or empty for none) for ``method``'s ``side``."""
+def loaded(features) -> list[Features]:
+    """``features`` (None, one, or a list of Features objects or paths) as a list of Features, each file
+    read (and its checksum verified) once."""
     if features is None:
-        return None
+        return []
     if isinstance(features, (Features, str, os.PathLike)):
         features = [features]
-    found = [f for f in map(as_features, features) if f.side == side]
+    return [f if isinstance(f, Features) else Features.load(f) for f in features]
+
+
+def pick(features: list[Features], side: str) -> Features | None:
+    """The one item of ``features`` (from :func:`loaded`) for ``side``; its method and inputs are checked
+    by :meth:`Features.require`."""
+    found = [f for f in features if f.side == side]
     if len(found) > 1:
         raise ValueError(f"features holds {len(found)} {side}-side artifacts; pass one per side")
     return found[0] if found else None

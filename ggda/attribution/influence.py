@@ -41,7 +41,7 @@ from ..gradients import GradientEngine, per_sample_output
 from ..train import resolve_device
 from .base import (Attribution, Timer, check_finite_scores, checked_tensors, fingerprint, group_sum,
                    make_engine, make_projector, parameter_names, projection_options, resolve_groups, resolve_projection, timed)
-from .features import Features, pick
+from .features import Features, loaded, pick
 
 log = logging.getLogger(__name__)
 
@@ -337,7 +337,7 @@ class Influence:
 
     @staticmethod
     def _checked(features, side: str, key: dict) -> Features | None:
-        found = pick(features, "if", side)
+        found = pick(loaded(features), side)
         if found is not None:
             found.require("if", side, key, f"the {'curvature' if side == 'train' else 'target'} features")
         return found
@@ -350,6 +350,7 @@ class Influence:
         tr, te = checked_tensors(train, "train", self.run.model), checked_tensors(targets, "targets", self.run.model)
         n, m = len(tr[0]), len(te[0])
         groups = resolve_groups(groups, n)
+        features = loaded(features)
         given = self._checked(features, "train", self.key(tr))
         train_f = given or self.featurize_train(tr)
         timer.add(train_f.timing, cached=given is not None)

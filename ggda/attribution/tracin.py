@@ -20,7 +20,7 @@ from ..factored import FactoredEngine, FactoredProjector, factor_inner_products,
 from ..train import resolve_device
 from .base import (Attribution, Timer, check_finite_scores, checked_tensors, fingerprint, group_sum,
                    make_engine, make_projector, parameter_names, projection_options, resolve_groups, timed)
-from .features import Features, pick
+from .features import Features, loaded, pick
 
 
 def checkpoint_ids(run, checkpoints: Sequence[int] | None) -> list[int]:
@@ -116,7 +116,8 @@ class TracIn:
         tr, te = checked_tensors(train, "train", self.run.model), checked_tensors(targets, "targets", self.run.model)
         groups = resolve_groups(groups, len(tr[0]))
         timer = Timer(self.device)
-        target_f, train_f = pick(features, "tracin", "targets"), pick(features, "tracin", "train")
+        features = loaded(features)
+        target_f, train_f = pick(features, "targets"), pick(features, "train")
         if target_f is not None:
             target_f.require("tracin", "targets", self.key(te), "the target features")
         if train_f is not None:

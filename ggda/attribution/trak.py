@@ -42,7 +42,7 @@ from ..factored import FactoredProjector
 from ..train import resolve_device, split_batch
 from .base import (Attribution, Timer, check_finite_scores, checked_tensors, fingerprint, group_sum,
                    make_engine, make_projector, parameter_names, projection_options, resolve_groups)
-from .features import Features, pick
+from .features import Features, loaded, pick
 
 
 def _label_probability(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -174,7 +174,7 @@ class Trak:
     def train_features(self, tr, features, timer: Timer) -> Features | None:
         """The training features to score from: the given ones (checked), made now (factored projection),
         or None (dense: group features and Q are computed per grouping)."""
-        train_f = pick(features, "trak", "train")
+        train_f = pick(loaded(features), "train")
         if train_f is not None:
             train_f.require("trak", "train", self.key(tr), "the training features")
             timer.add(train_f.timing, cached=True)
@@ -189,7 +189,8 @@ class Trak:
         timer = Timer(dev)
         tr, te = checked_tensors(train, "train", self.runs[0].model), checked_tensors(targets, "targets", self.runs[0].model)
         groups = resolve_groups(groups, len(tr[0]))
-        target_f = pick(features, "trak", "targets")
+        features = loaded(features)
+        target_f = pick(features, "targets")
         if target_f is not None:
             target_f.require("trak", "targets", self.key(te), "the target features")
             timer.add(target_f.timing, cached=True)
