@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from .._io import load_npz, save_npz
 from ..factored import PROJECTIONS, FactoredEngine, FactoredProjector, unsupported_parameters
 from ..gradients import GradientEngine, Projector, num_parameters
 from ..grouping import Groups
+from ..train import split_batch
 
 TIMING_KEYS = ("grouping_s", "train_gradients_s", "target_gradients_s", "solve_s", "scoring_s")
 
@@ -157,13 +159,9 @@ def checked_tensors(data: Any, what: str, model: torch.nn.Module) -> tuple[torch
     if y.dim() != 1 or y.is_floating_point() or y.dtype == torch.bool:
         raise ValueError(f"{what} labels (the last tensor) must be a 1-D integer tensor of class indices, "
                          f"got dtype {y.dtype}, shape {tuple(y.shape)}")
-    param = next(model.parameters())
-    first = tuple(t[:1] for t in tensors)
     try:
         with torch.no_grad():
-            *inputs, _ = first
-            inputs = [x.to(param.device, dtype=param.dtype) if x.is_floating_point() else x.to(param.device)
-                      for x in inputs]
+            inputs, _ = split_batch(tuple(t[:1] for t in tensors), model, next(model.parameters()).device)
             logits = model.eval()(*inputs)
     except (RuntimeError, ValueError, IndexError, TypeError) as err:
         shapes = ", ".join(str(tuple(t.shape[1:])) for t in tensors[:-1])
@@ -175,6 +173,13 @@ def checked_tensors(data: Any, what: str, model: torch.nn.Module) -> tuple[torch
         raise ValueError(f"{what} labels must be class indices in [0, {classes}) for the model's {classes} "
                          f"outputs; found labels from {low} to {high}")
     return tensors
+
+
+def check_damping(damping, default_note: str = "") -> None:
+    """A damping must be a finite non-negative number (NaN passes a plain ``< 0`` test)."""
+    if isinstance(damping, bool) or not isinstance(damping, (int, float)) or not math.isfinite(damping) \
+            or damping < 0:
+        raise ValueError(f"damping must be a finite non-negative number{default_note}, got {damping!r}")
 
 
 def check_finite_scores(scores: torch.Tensor, method: str) -> None:

@@ -39,8 +39,9 @@ from tqdm.auto import tqdm
 
 from ..gradients import GradientEngine, per_sample_output
 from ..train import resolve_device
-from .base import (Attribution, Timer, check_finite_scores, checked_tensors, fingerprint, group_sum,
-                   make_engine, make_projector, parameter_names, projection_options, resolve_groups, resolve_projection, timed)
+from .base import (Attribution, Timer, check_damping, check_finite_scores, checked_tensors, fingerprint,
+                   group_sum, make_engine, make_projector, parameter_names, projection_options, resolve_groups,
+                   resolve_projection, timed)
 from .features import Features, loaded, pick
 
 log = logging.getLogger(__name__)
@@ -147,10 +148,8 @@ def default_damping(model_name: str) -> float:
 
 def resolve_damping(run, damping: float | None) -> float:
     """``damping``, or :func:`default_damping` for the run's model when None; checked non-negative."""
-    if damping is not None and (isinstance(damping, bool) or not isinstance(damping, (int, float))
-                                or not math.isfinite(damping) or damping < 0):
-        raise ValueError(f"damping must be a finite non-negative number or None (the model's default), "
-                         f"got {damping!r}")
+    if damping is not None:
+        check_damping(damping, " or None (the model's default)")
     damping = default_damping(run.model_name) if damping is None else float(damping)
     return damping
 

@@ -32,7 +32,6 @@ which every group's feature is the exact sum of its members'.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -40,8 +39,8 @@ import torch
 
 from ..factored import FactoredProjector
 from ..train import resolve_device, split_batch
-from .base import (Attribution, Timer, check_finite_scores, checked_tensors, fingerprint, group_sum,
-                   make_engine, make_projector, parameter_names, projection_options, resolve_groups)
+from .base import (Attribution, Timer, check_damping, check_finite_scores, checked_tensors, fingerprint,
+                   group_sum, make_engine, make_projector, parameter_names, projection_options, resolve_groups)
 from .features import Features, loaded, pick
 
 
@@ -66,9 +65,7 @@ def ensemble(runs, damping: float) -> list:
     runs = list(runs) if isinstance(runs, (list, tuple)) else [runs]
     if not runs:
         raise ValueError("trak needs at least one trained model")
-    if isinstance(damping, bool) or not isinstance(damping, (int, float)) or not math.isfinite(damping) \
-            or damping < 0:
-        raise ValueError(f"damping must be a finite non-negative number, got {damping!r}")
+    check_damping(damping)
     return runs
 
 
