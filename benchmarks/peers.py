@@ -1,7 +1,7 @@
 """ggda against the established attribution libraries, on the same trained model, data and settings.
 
     python benchmarks/peers.py                                   # digits lr and ann-s (bundled, offline)
-    python benchmarks/peers.py --root ../shared/data/mnist       # ... plus mnist ann-m (first 10,000 images)
+    python benchmarks/peers.py --root path/to/mnist              # ... plus mnist ann-m (first 10,000 images)
     python benchmarks/peers.py --pairs digits/lr --targets 20 --repeats 1 --peers traker
 
 The peers are optional (``pip install -e '.[peers]'``): traker (TRAK), captum (TracInCP) and dattri (TracIn,

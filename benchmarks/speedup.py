@@ -1,8 +1,8 @@
 """Speed and memory of group attribution against individual attribution, measured in one run.
 
     python benchmarks/speedup.py                                  # digits ann-s (bundled, offline)
-    python benchmarks/speedup.py --dataset mnist --model ann-m --root ../shared/data/mnist
-    python benchmarks/speedup.py --dataset mnist --model cnn --root ../shared/data/mnist \
+    python benchmarks/speedup.py --dataset mnist --model ann-m --root path/to/mnist   # the MNIST IDX files
+    python benchmarks/speedup.py --dataset mnist --model cnn --root path/to/mnist \
         --methods trak,tracin --projections dense,factored --groupings random --sizes 64 --targets 10000
 
 For each method, projection and grouping at group sizes 1 (individual), 4, 16, 64, 256 it records the time
@@ -136,7 +136,8 @@ def main(argv=None) -> pd.DataFrame:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    # mnist: the first n training images in file order (the shared files hold exactly the first 10,000)
+    # mnist: the first n training images in file order (the files measured in benchmarks/README.md held
+    # exactly the first 10,000)
     data = ggda.data.load(args.dataset, root=args.root, download=args.root is None)
     if args.n_train < len(data.train):
         keep = torch.arange(args.n_train)
@@ -156,7 +157,7 @@ def main(argv=None) -> pd.DataFrame:
     groupings = {}  # (name, size) -> Groups, made once for every method and projection
     for gname in args.groupings.split(","):
         for size in map(int, args.sizes.split(",")):
-            groupings[gname, size] = grouping.make(gname, runs[0], data, size, seed=0, feature_dim=args.feature_dim,
+            groupings[gname, size] = grouping.make(gname, runs[0], data, size, seed=0, proj_dim=args.proj_dim,
                                                    device=args.device)
     dense_individual_total = {}
     for method, projection in [(m, pr) for m in args.methods.split(",") for pr in args.projections.split(",")]:
@@ -182,7 +183,7 @@ def main(argv=None) -> pd.DataFrame:
                 attr, t, mem = run_config(method, runs, data, targets, groups, options, args.repeats)
                 # grouping time: median of fresh groupings, features included
                 t["grouping_s"] = statistics.median(
-                    grouping.make(gname, runs[0], data, size, seed=0, feature_dim=args.feature_dim,
+                    grouping.make(gname, runs[0], data, size, seed=0, proj_dim=args.proj_dim,
                                   device=args.device).seconds for _ in range(args.repeats))
                 t["total_s"] = sum(t[k] for k in ("grouping_s", "train_gradients_s", "target_gradients_s",
                                                   "solve_s", "scoring_s"))

@@ -25,6 +25,7 @@ import ggda
 from ggda import grouping, train
 from ggda.evaluation import spearman_columns
 from ggda.gradients import per_sample_output
+from ggda.stats import standard_error
 
 KERNELS = ("groups", "groups-unscaled", "individual")
 
@@ -71,7 +72,7 @@ def main(argv=None) -> pd.DataFrame:
         rho = spearman_columns(attr.scores.T, actual.T)
         r = np.corrcoef(attr.scores.sum(0), actual.sum(0))[0, 1]
         rows.append({"kernel": kernel, "damping": damping, "spearman_mean": float(np.nanmean(rho)),
-                     "spearman_se": float(np.nanstd(rho, ddof=1) / np.sqrt(np.isfinite(rho).sum())),
+                     "spearman_se": standard_error(rho),
                      "importance_pearson": float(r), "seconds": attr.timing["total_s"]})
     table = pd.DataFrame(rows)
     print(f"{args.dataset} lr, {args.grouping} size {args.group_size}: n={groups.n}, k={groups.k} groups "

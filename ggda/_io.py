@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import pickle
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -23,6 +24,12 @@ import numpy as np
 import torch
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed to ``path``, on error removed."""
@@ -31,6 +38,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private (0600); a result gets the usual permissions
     try:
         yield tmp
         os.replace(tmp, path)
@@ -38,10 +46,21 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def jsonable(obj: Any):
+    """``json.dumps`` default for numpy scalars and arrays (anything else: its str)."""
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
+
+
 def save_json(obj: Any, path: str | os.PathLike) -> None:
     """Write ``obj`` as indented, key-sorted JSON, atomically."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=jsonable) + "\n")
 
 
 def save_torch(obj: Any, path: str | os.PathLike) -> None:
@@ -51,6 +70,20 @@ def save_torch(obj: Any, path: str | os.PathLike) -> None:
     torch.save(obj, buf)
     with atomic_path(path) as tmp:
         tmp.write_bytes(buf.getvalue())
+
+
+def load_torch(path: str | os.PathLike, what: str) -> Any:
+    """``torch.load(path, weights_only=True)``; a missing file is a FileNotFoundError and a truncated or
+    foreign one a ValueError, each naming the path and ``what`` it is (torch's zip reader checks the CRC
+    of every record, so a damaged file does not load)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} file {path} does not exist")
+    try:
+        return torch.load(path, weights_only=True)
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, pickle.UnpicklingError) as err:
+        raise ValueError(f"{path} is not a readable {what} file ({type(err).__name__}: {str(err)[:200]}); it "
+                         "may be truncated: delete it and make it again") from None
 
 
 def array_checksum(arrays: dict[str, np.ndarray]) -> str:

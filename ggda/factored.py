@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 
 from .gradients import (check_engine_options, check_projection_kind, per_sample_output, random_matrix,
                         select_parameters)
-from .train import resolve_device, split_batch
+from .devices import resolve_device, split_batch
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,15 @@ def _covered_layers(model: nn.Module,
 def unsupported_parameters(model: nn.Module, params: str | Sequence[str] = "all") -> list[str]:
     """The selected parameters a factored projection cannot cover (empty: it covers them all)."""
     return _covered_layers(model, select_parameters(model, params))[1]
+
+
+def layer_plan(model: nn.Module, params: str | Sequence[str] = "all",
+               proj_dim: int = 512) -> list[tuple[int, int, int, int]]:
+    """(n_out, n_in, d_out, d_in) of every layer ``FactoredProjector(model, params, proj_dim)`` would
+    cover, without drawing its matrices (ValueError when proj_dim is below the number of layers)."""
+    found = _covered_layers(model, select_parameters(model, params))[0]
+    sizes = [_layer_sizes(module, bias) for _, module, _, bias in found]
+    return [(n_out, n_in, d_out, d_in) for (n_out, n_in), (d_out, d_in) in zip(sizes, _allocate(sizes, proj_dim))]
 
 
 def _allocate(sizes: list[tuple[int, int]], proj_dim: int) -> list[tuple[int, int]]:

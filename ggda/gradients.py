@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 from tqdm.auto import tqdm
 
-from .train import resolve_device, split_batch
+from .devices import resolve_device, split_batch
 
 log = logging.getLogger(__name__)
 

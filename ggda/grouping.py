@@ -1,7 +1,7 @@
 """Groups of training points: individual, random, K-Means on inputs, representations or gradients.
 
 ``make(method, run, data, group_size)`` partitions ``data.train`` (n points) into k = ceil(n / group_size)
-groups (DESIGN.md section 4) and returns a :class:`Groups`:
+groups (docs/methods.md, "Groupings and group sizes") and returns a :class:`Groups`:
 
 =============  ==========================================================================================
 method         features clustered
@@ -9,12 +9,12 @@ method         features clustered
 individual     none: singleton groups (k = n), the individual-attribution baseline
 random         none: a seeded random partition into k groups whose sizes differ by at most one
 kmeans         the flattened inputs, standardised per feature (tabular and image data only), projected to
-               ``feature_dim`` dims when longer
+               ``proj_dim`` dims when longer
 repr-kmeans    the model's penultimate representation ``run.model.features(*inputs)``
 grad-kmeans    per-sample loss gradients at the head in closed form (``gradient``: of the head's parameters,
                of the logits or of the penultimate activations; by default the logits with three or more
                classes, the head's parameters with two), optionally normalised to unit length, projected
-               to ``feature_dim`` dims, each class clustered separately by default
+               to ``proj_dim`` dims, each class clustered separately by default
 =============  ==========================================================================================
 
 K-Means groups are not equal in size; ``max_group_size`` caps them, either by splitting the large ones
@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._io import load_npz, save_npz
+from .gradients import random_matrix
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ class Groups:
     """A partition of n training points into k non-empty groups.
 
     labels: int64 (n,), the group of each point, in [0, k) with every id used.
-    method, group_size, seed, within_class, max_group_size, feature_dim: how it was made
+    method, group_size, seed, within_class, max_group_size, proj_dim: how it was made
         (group_size is 1 for ``individual``; None for custom labels).
     k_requested: the number of groups asked of the clustering (sum over classes with ``within_class``);
         ``k`` is the number obtained (fewer when K-Means left clusters empty, more after
@@ -96,7 +97,7 @@ class Groups:
     within_class: bool = False
     k_requested: int | None = None
     max_group_size: int | None = None
-    feature_dim: int | None = None
+    proj_dim: int | None = None
     gradient: str | None = None
     normalize: bool = False
     oversize: str | None = None
@@ -142,7 +143,7 @@ class Groups:
         return np.split(order, np.cumsum(self.sizes)[:-1])
 
     def size_summary(self) -> dict[str, float]:
-        """k and the min, median, max and mean group size (for tables; DESIGN.md section 4)."""
+        """k and the min, median, max and mean group size (for tables)."""
         s = self.sizes
         return {"k": self.k, "min": int(s.min()), "median": float(np.median(s)), "max": int(s.max()),
                 "mean": float(s.mean())}
@@ -157,8 +158,9 @@ class Groups:
     def point_scores(self, group_scores):
         """Each point's share of its group's score: (m, k) -> (m, n), or (k,) -> (n,).
 
-        Point i of group G gets score(G) / |G| (DESIGN.md section 4). Works on numpy arrays and torch
-        tensors (on their device); integer scores are promoted to floating point.
+        Point i of group G gets score(G) / |G| (docs/methods.md, "From group scores to point scores").
+        Works on numpy arrays and torch tensors (on their device); integer scores are promoted to
+        floating point.
         """
         if isinstance(group_scores, torch.Tensor):
             scores = group_scores if group_scores.is_floating_point() else group_scores.double()
@@ -191,11 +193,17 @@ class Groups:
 
     _TIMING = ("seconds", "feature_seconds", "cluster_seconds")
 
+    @property
+    def feature_dim(self) -> int | None:
+        """Deprecated old name of :attr:`proj_dim`."""
+        warnings.warn("Groups.feature_dim is deprecated: use Groups.proj_dim", DeprecationWarning, stacklevel=2)
+        return self.proj_dim
+
     def _meta(self) -> dict[str, Any]:
         return {"format": _FORMAT_VERSION, "method": self.method, "group_size": self.group_size,
                 "seed": self.seed, "within_class": self.within_class, "k_requested": self.k_requested,
                 "max_group_size": self.max_group_size, "oversize": self.oversize,
-                "feature_dim": self.feature_dim, "gradient": self.gradient, "normalize": self.normalize}
+                "proj_dim": self.proj_dim, "gradient": self.gradient, "normalize": self.normalize}
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write an ``.npz`` (``labels``, ``sizes``, a JSON header and a checksum) to exactly ``path``, and
@@ -212,6 +220,8 @@ class Groups:
         arrays, meta, timing = load_npz(path, "ggda groups")
         if meta.pop("format", None) != _FORMAT_VERSION:
             raise ValueError(f"{path} is not a groups file of format {_FORMAT_VERSION}: make it again")
+        if "feature_dim" in meta:  # written before proj_dim got its name
+            meta["proj_dim"] = meta.pop("feature_dim")
         return cls(arrays["labels"], **meta, **{key: timing.get(key, 0.0) for key in cls._TIMING})
 
 
@@ -226,12 +236,13 @@ def make(
     seed: int = 0,
     within_class: bool | None = None,
     max_group_size: int | None = None,
-    feature_dim: int = 64,
+    proj_dim: int = 64,
     gradient: str = "auto",
     normalize: bool = False,
     oversize: str = "split",
     device: str | torch.device = "auto",
     batch_size: int = BATCH_SIZE,
+    feature_dim: int | None = None,
 ) -> Groups:
     """Partition ``data.train`` into groups of about ``group_size`` points.
 
@@ -252,7 +263,7 @@ def make(
         random pieces of sizes differing by at most one (more groups than asked); "reassign" (K-Means
         methods only; needs max_group_size >= group_size) keeps the k clusters and moves the members
         farthest from a full cluster's centre to the nearest centre that has room (:func:`cap_clusters`).
-    feature_dim: grad-kmeans and kmeans project their features (gradients; standardised inputs) to this
+    proj_dim: grad-kmeans and kmeans project their features (gradients; standardised inputs) to this
         many dimensions (seeded Gaussian) when they are longer (64: K-Means on 64 dimensions costs a third
         of 256 at equal fidelity, measured).
     gradient: grad-kmeans only: the loss gradient clustered, "head" (the head's weight and bias,
@@ -265,12 +276,14 @@ def make(
     device: where features are computed ("auto": CUDA when available); the model is moved there for
         the call and moved back afterwards.
     batch_size: points per forward pass for the feature computation.
+    feature_dim: the deprecated old name of ``proj_dim``.
     """
     start = time.perf_counter()
+    proj_dim = _renamed(proj_dim, feature_dim, 64)
     if method not in METHODS:
         raise ValueError(f"unknown grouping method {method!r}: choose one of {', '.join(METHODS)}")
     group_size = _positive_int(group_size, "group_size")
-    feature_dim = _positive_int(feature_dim, "feature_dim")
+    proj_dim = _positive_int(proj_dim, "proj_dim")
     batch_size = _positive_int(batch_size, "batch_size")
     if max_group_size is not None:
         max_group_size = _positive_int(max_group_size, "max_group_size")
@@ -308,11 +321,11 @@ def make(
 
     feats = None
     if method == "kmeans":
-        feats = input_features(data, feature_dim=feature_dim, seed=seed)
+        feats = input_features(data, proj_dim=proj_dim, seed=seed)
     elif method == "repr-kmeans":
         feats = representation_features(run, data, device=device, batch_size=batch_size)
     elif method == "grad-kmeans":
-        feats = last_layer_gradients(run, data, feature_dim=feature_dim, seed=seed, device=device,
+        feats = last_layer_gradients(run, data, proj_dim=proj_dim, seed=seed, device=device,
                                      batch_size=batch_size, gradient=gradient, normalize=normalize)
     feature_seconds = time.perf_counter() - start
 
@@ -346,7 +359,7 @@ def make(
     groups = Groups(labels, method=method, group_size=group_size, seed=seed, within_class=bool(within_class),
                     k_requested=k_req, max_group_size=max_group_size,
                     oversize=oversize if max_group_size is not None else None,
-                    feature_dim=feature_dim if method in ("grad-kmeans", "kmeans") else None,
+                    proj_dim=proj_dim if method in ("grad-kmeans", "kmeans") else None,
                     gradient=resolve_gradient(gradient, _model_of(run).head) if grad else None,
                     normalize=bool(normalize) and grad,
                     feature_seconds=feature_seconds, cluster_seconds=cluster_seconds)
@@ -467,11 +480,23 @@ def kmeans_labels(features: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
 # --------------------------------------------------------------------------------------------- features
 
 
-def input_features(data, feature_dim: int | None = None, seed: int = 0) -> np.ndarray:
+def _renamed(proj_dim, feature_dim, default):
+    """``proj_dim``, or the value given under its deprecated old name ``feature_dim`` (with a warning)."""
+    if feature_dim is None:
+        return proj_dim
+    warnings.warn("feature_dim is deprecated: use proj_dim (the same meaning as in ggda.attribute)",
+                  DeprecationWarning, stacklevel=3)
+    if proj_dim != default:
+        raise ValueError(f"give proj_dim only (feature_dim={feature_dim} is its deprecated old name)")
+    return feature_dim
+
+
+def input_features(data, proj_dim: int | None = None, seed: int = 0, feature_dim: int | None = None) -> np.ndarray:
     """float32 (n, F): ``data.train``'s inputs flattened and standardised per feature (constant
-    features become 0), projected to ``feature_dim`` dimensions (seeded Gaussian,
+    features become 0), projected to ``proj_dim`` dimensions (seeded Gaussian,
     :func:`projection_matrix`, which preserves distances in expectation) when F is larger; None keeps
     all F. Text inputs (token ids) have no meaningful geometry: a ValueError says to use repr-kmeans."""
+    proj_dim = _renamed(proj_dim, feature_dim, None)
     tensors = data.train.tensors
     kind = getattr(data, "meta", {}).get("kind")
     if kind == "text" or len(tensors) != 2 or not tensors[0].is_floating_point():
@@ -482,8 +507,8 @@ def input_features(data, feature_dim: int | None = None, seed: int = 0) -> np.nd
     mean, std = x.mean(0), x.std(0, unbiased=False)
     std = torch.where(std > 0, std, torch.ones_like(std))
     x = (x - mean) / std
-    if feature_dim is not None and x.shape[1] > feature_dim:
-        x = x @ projection_matrix(x.shape[1], _positive_int(feature_dim, "feature_dim"), seed, dtype=torch.float64)
+    if proj_dim is not None and x.shape[1] > proj_dim:
+        x = x @ projection_matrix(x.shape[1], _positive_int(proj_dim, "proj_dim"), seed, dtype=torch.float64)
     return x.to(torch.float32).numpy()
 
 
@@ -497,7 +522,7 @@ def _model_of(run) -> nn.Module:
 def _batches(model: nn.Module, data, device, batch_size: int):
     """Yield (inputs on device, y on device) over data.train with the model in eval mode on ``device``;
     the model's device and mode are restored when the generator finishes (callers disable autograd)."""
-    from .train import resolve_device, split_batch
+    from .devices import resolve_device, split_batch
 
     dev = resolve_device(device)
     tensors = data.train.tensors
@@ -526,8 +551,7 @@ def projection_matrix(dim_in: int, dim_out: int, seed: int = 0, dtype: torch.dty
                       device: str | torch.device = "cpu") -> torch.Tensor:
     """A seeded Gaussian projection (dim_in, dim_out) with entries N(0, 1 / dim_out), drawn on the CPU
     (so it is the same on every device) and moved to ``device``."""
-    gen = torch.Generator().manual_seed(int(seed))
-    p = torch.randn(dim_in, dim_out, generator=gen, dtype=torch.float64) / math.sqrt(dim_out)
+    p = random_matrix(dim_in, dim_out, "gaussian", int(seed), torch.float64) / math.sqrt(dim_out)
     return p.to(device=device, dtype=dtype)
 
 
@@ -542,9 +566,10 @@ def resolve_gradient(gradient: str, head: nn.Linear) -> str:
 
 
 @torch.no_grad()
-def last_layer_gradients(run, data, feature_dim: int | None = 256, seed: int = 0,
+def last_layer_gradients(run, data, proj_dim: int | None = 256, seed: int = 0,
                          device: str | torch.device = "auto", batch_size: int = BATCH_SIZE,
-                         gradient: str = "head", normalize: bool = False) -> np.ndarray:
+                         gradient: str = "head", normalize: bool = False,
+                         feature_dim: int | None = None) -> np.ndarray:
     """Per-sample gradients of the cross-entropy loss at the model's head, in closed form.
 
     With h the penultimate representation and the multiclass head's logits z = W h + b (C outputs), the
@@ -559,14 +584,16 @@ def last_layer_gradients(run, data, feature_dim: int | None = 256, seed: int = 0
     For the one-logit binary head (logits [0, z]) e = sigmoid(z) - y is a single value: "head" gives
     e * [h, 1], "logits" e, "penultimate" e * w.
 
-    feature_dim: project (seeded Gaussian, :func:`projection_matrix`) to this many dimensions when the
+    proj_dim: project (seeded Gaussian, :func:`projection_matrix`) to this many dimensions when the
         gradient is longer; None returns the unprojected gradients. Only one batch of unprojected
         gradients exists at a time.
     normalize: scale every row (after the projection) to unit Euclidean length; an all-zero row stays 0.
-    Returned in the model's dtype, shape (n, min(D, feature_dim)).
+    Returned in the model's dtype, shape (n, min(D, proj_dim)). ``feature_dim``: deprecated old name of
+    ``proj_dim``.
     """
-    if feature_dim is not None:
-        feature_dim = _positive_int(feature_dim, "feature_dim")
+    proj_dim = _renamed(proj_dim, feature_dim, 256)
+    if proj_dim is not None:
+        proj_dim = _positive_int(proj_dim, "proj_dim")
     model = _model_of(run)
     head: nn.Linear = model.head
     gradient = resolve_gradient(gradient, head)
@@ -589,9 +616,9 @@ def last_layer_gradients(run, data, feature_dim: int | None = 256, seed: int = 0
             g = (err.unsqueeze(2) * h.unsqueeze(1)).reshape(len(y), -1)  # (B, C*H)
             if head.bias is not None:
                 g = torch.cat([g, err], dim=1)
-        if feature_dim is not None and dim > feature_dim:
+        if proj_dim is not None and dim > proj_dim:
             if proj is None:
-                proj = projection_matrix(dim, feature_dim, seed, dtype=g.dtype, device=g.device)
+                proj = projection_matrix(dim, proj_dim, seed, dtype=g.dtype, device=g.device)
             g = g @ proj
         if normalize:
             g = F.normalize(g, dim=1)

@@ -1,7 +1,8 @@
 """Training hyper-parameters and the default for each (data set, model): the one place they live.
 
 The objective is the mean-form J = (1/n) sum_i loss_i + (weight_decay / 2) |theta|^2 over all
-parameters (DESIGN.md section 4), whatever the optimiser; the attribution methods assume it.
+parameters (docs/methods.md, "Training objective"), whatever the optimiser; the attribution methods
+assume it.
 """
 
 from __future__ import annotations

@@ -40,6 +40,7 @@ import seaborn as sns
 
 from . import provenance
 from ._io import atomic_path
+from .stats import standard_error
 
 __all__ = ["ablation", "fidelity", "tradeoff", "pruning", "noisy_labels", "lds", "save", "label", "FIGURES",
            "GROUPING_ORDER", "METHOD_NAMES"]
@@ -214,14 +215,8 @@ def fidelity(retraining: pd.DataFrame, group_size: int = 16, grouping: str = "gr
                 rows = att[(att["grouping"] == g) & (att["group_size"] == s)]
                 if len(rows):
                     parts += [rows.assign(line=label(g, s)), none.assign(line=label(g, s))]
-            rnd = sub[sub["kind"] == "random"]
-            parts += [rnd.assign(line="random removal"), none.assign(line="random removal")]
-            frame = pd.concat(parts, ignore_index=True)
-            lines = list(dict.fromkeys(frame["line"]))
-            palette = dict(zip([x for x in lines if x != "random removal"], sns.color_palette("deep")))
-            palette["random removal"] = BASELINE_COLOR
-            sns.lineplot(data=frame, x="fraction", y="accuracy", hue="line", hue_order=lines, palette=palette,
-                         errorbar="se", marker="o", ax=ax, legend=(i == 0 and j == len(methods) - 1))
+            _accuracy_lines(ax, parts, sub[sub["kind"] == "random"], none, "random removal",
+                            legend=(i == 0 and j == len(methods) - 1))
             ax.set_title(f"{_method_title(method)} - {dataset}/{model}")
             ax.set_xlabel("fraction removed (top ranked)")
             ax.set_ylabel("accuracy on targets" if j == 0 else "")
@@ -244,8 +239,7 @@ def tradeoff(retraining: pd.DataFrame, runtime: pd.DataFrame, removal: float = 0
     keys = ["dataset", "model", "method", "grouping", "group_size"]
     att = retraining[(retraining["kind"] == "attribution") & np.isclose(retraining["fraction"], removal)]
     score = att.groupby(keys, as_index=False).agg(accuracy=("accuracy", "mean"),
-                                                  se=("accuracy", lambda v: v.std(ddof=1) / np.sqrt(len(v))
-                                                      if len(v) > 1 else np.nan))
+                                                  se=("accuracy", standard_error))
     frame = score.merge(rt[keys + ["total_s"]], on=keys, how="inner")
     if frame.empty:
         return _empty("no attribution has both a retraining score and a runtime")
@@ -289,6 +283,19 @@ def tradeoff(retraining: pd.DataFrame, runtime: pd.DataFrame, removal: float = 0
     return fig
 
 
+def _accuracy_lines(ax, parts: list[pd.DataFrame], random_rows: pd.DataFrame, none: pd.DataFrame, baseline: str,
+                    legend: bool = True) -> None:
+    """Accuracy vs fraction, one line per ``line`` of ``parts`` (rows already labelled, each with the
+    no-removal rows at fraction 0), plus the random baseline named ``baseline`` in grey; errors = se."""
+    parts = [*parts, random_rows.assign(line=baseline), none.assign(line=baseline)]
+    frame = pd.concat(parts, ignore_index=True)
+    lines = list(dict.fromkeys(frame["line"]))
+    palette = dict(zip([x for x in lines if x != baseline], sns.color_palette("deep")))
+    palette[baseline] = BASELINE_COLOR
+    sns.lineplot(data=frame, x="fraction", y="accuracy", hue="line", hue_order=lines, palette=palette,
+                 errorbar="se", marker="o", ax=ax, legend=legend)
+
+
 def pruning(pruning_rows: pd.DataFrame) -> plt.Figure:
     """Dataset pruning curves: test accuracy vs fraction of the training set pruned (least important
     first, importance for a validation split), per method and grouping, with random pruning and the
@@ -308,14 +315,8 @@ def pruning(pruning_rows: pd.DataFrame) -> plt.Figure:
         for (method, g, s), rows in sub[sub["kind"] == "attribution"].groupby(["method", "grouping", "group_size"]):
             name = f"{_method_title(method)}, {label(g, s)}"
             parts += [rows.assign(line=name), none.assign(line=name)]
-        rnd = sub[sub["kind"] == "random"].drop_duplicates(["fraction", "seed"])
-        parts += [rnd.assign(line="random pruning"), none.assign(line="random pruning")]
-        frame = pd.concat(parts, ignore_index=True)
-        lines = list(dict.fromkeys(frame["line"]))
-        palette = dict(zip([x for x in lines if x != "random pruning"], sns.color_palette("deep")))
-        palette["random pruning"] = BASELINE_COLOR
-        sns.lineplot(data=frame, x="fraction", y="accuracy", hue="line", hue_order=lines, palette=palette,
-                     errorbar="se", marker="o", ax=ax)
+        _accuracy_lines(ax, parts, sub[sub["kind"] == "random"].drop_duplicates(["fraction", "seed"]), none,
+                        "random pruning")
         ax.set_title(f"{dataset}/{model}")
         ax.set_xlabel("fraction of training data pruned (least important first)")
         ax.set_ylabel("test accuracy")

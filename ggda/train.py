@@ -22,7 +22,8 @@ from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
 
 from . import models
-from ._io import save_json, save_torch
+from .devices import resolve_device, split_batch  # noqa: F401  (ggda.train.resolve_device: public)
+from ._io import load_torch, save_json, save_torch, timing_path
 from .hparams import HParams, default_hparams
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,10 @@ class Checkpoint:
     epoch: float
     lr: float
     state_dict: dict[str, torch.Tensor]
+
+
+#: The metrics that are measurements of this machine, not results: saved apart (metrics.timing.json).
+TIMING_METRICS = ("wall_s",)
 
 
 @dataclass
@@ -78,14 +83,18 @@ class TrainRun:
         return model.eval()
 
     def save(self, folder: str | os.PathLike) -> Path:
-        """Write ``model.pt``, ``checkpoints/ckpt-{k}.pt`` and (last, marking completion) ``metrics.json``."""
+        """Write ``model.pt``, ``checkpoints/ckpt-{k}.pt``, the training time (``metrics.timing.json``: it
+        differs from run to run, the rest does not) and (last, marking completion) ``metrics.json``."""
         folder = Path(folder)
         save_torch(_cpu_state(self.model), folder / "model.pt")
         for k, ck in enumerate(self.checkpoints):
             save_torch({"step": ck.step, "epoch": ck.epoch, "lr": ck.lr, "state_dict": ck.state_dict},
                        folder / "checkpoints" / f"ckpt-{k}.pt")
+        metrics = {k: v for k, v in self.metrics.items() if k not in TIMING_METRICS}
+        save_json({k: v for k, v in self.metrics.items() if k in TIMING_METRICS},
+                  timing_path(folder / "metrics.json"))
         save_json({"model": self.model_name, "dataset": self.dataset, "seed": self.seed,
-                   "hparams": self.hparams.to_dict(), "metrics": self.metrics, "model_meta": self.model_meta,
+                   "hparams": self.hparams.to_dict(), "metrics": metrics, "model_meta": self.model_meta,
                    "model_options": self.model_options, "n_checkpoints": len(self.checkpoints),
                    "checkpoint_lrs": [ck.lr for ck in self.checkpoints],
                    "keep": None if self.keep is None else self.keep.tolist()},
@@ -100,36 +109,24 @@ class TrainRun:
         if not info_path.is_file():
             raise FileNotFoundError(f"{info_path} not found: {folder} does not hold a completed training run")
         info = json.loads(info_path.read_text())
+        timing = timing_path(info_path)
+        if timing.is_file():
+            info["metrics"].update(json.loads(timing.read_text()))
         hp = HParams(**info["hparams"])
         model = models.build(info["model"], info["model_meta"], **info["model_options"])
         model.to(dtype=getattr(torch, hp.dtype))
-        model.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
+        model.load_state_dict(load_torch(folder / "model.pt", "model"))
         cks = []
         for k in range(info["n_checkpoints"]):
-            raw = torch.load(folder / "checkpoints" / f"ckpt-{k}.pt", weights_only=True)
+            raw = load_torch(folder / "checkpoints" / f"ckpt-{k}.pt", "checkpoint")
             cks.append(Checkpoint(raw["step"], raw["epoch"], raw["lr"], raw["state_dict"]))
         keep = None if info["keep"] is None else np.asarray(info["keep"], dtype=np.int64)
         return cls(info["model"], model.eval(), cks, hp, info["seed"], keep, info["metrics"],
                    info["model_meta"], info["model_options"], info["dataset"])
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """"auto" -> CUDA when available, else CPU."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-
-
-def split_batch(batch: tuple[torch.Tensor, ...], model: torch.nn.Module, device: torch.device):
-    """(inputs..., y) -> (inputs moved to ``device``, floating ones cast to the model's dtype; y)."""
-    dtype = next(model.parameters()).dtype
-    *inputs, y = batch
-    inputs = [t.to(device, dtype=dtype) if t.is_floating_point() else t.to(device) for t in inputs]
-    return inputs, y.to(device)
 
 
 def l2_penalty(model: torch.nn.Module, weight_decay: float) -> torch.Tensor:

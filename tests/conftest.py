@@ -3,15 +3,20 @@ from pathlib import Path
 
 import pytest
 
-#: Real data files (MNIST IDX, QNLI dev split, CIFAR-10 sample) shipped beside the repository.
-#: $GGDA_SHARED_DATA, else the shared/data folder kept beside the repository.
-SHARED_DATA = Path(os.environ.get("GGDA_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+#: Optional real data files, not part of the repository: the folder named by $GGDA_SHARED_DATA, holding
+#: mnist/ (the IDX files of the first 10,000 training images, the test set, and
+#: train-labels-idx1-ubyte.full60k.gz), qnli/dev.tsv (GLUE QNLI) and cifar10-sample/test20.npz.
+#: Unset (None), the tests that need them are skipped.
+SHARED_DATA_ENV = "GGDA_SHARED_DATA"
+SHARED_DATA = Path(os.environ[SHARED_DATA_ENV]) if os.environ.get(SHARED_DATA_ENV) else None
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
+    if SHARED_DATA is None:
+        pytest.skip(f"real data files not available: set {SHARED_DATA_ENV} to the folder that holds them")
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data files not found at {SHARED_DATA}")
+        pytest.skip(f"real data files not found: {SHARED_DATA_ENV}={SHARED_DATA} is not a folder")
     return SHARED_DATA
 
 
@@ -33,7 +38,7 @@ def cancer():
 
 @pytest.fixture(scope="session")
 def small_qnli(tmp_path_factory, shared_data):
-    """100 real QNLI training pairs and 5 test pairs (from the shared dev split), 24 tokens."""
+    """100 real QNLI training pairs and 5 test pairs (from the dev split under $GGDA_SHARED_DATA), 24 tokens."""
     pytest.importorskip("transformers")
     import ggda.data
 

@@ -88,7 +88,7 @@ def _test_losses(run, data):
 
 
 def test_influence_predicts_leave_one_out_retraining(cancer):
-    """DESIGN.md section 4 scaling: tight lbfgs optimum, weight decay 1e-2, centred scores."""
+    """The scaling of docs/methods.md (Influence functions): tight lbfgs optimum, weight decay 1e-2, centred scores."""
     base = train.fit("lr", cancer, progress=False)
     assert base.hparams.weight_decay == 1e-2 and base.hparams.tol <= 1e-6
     losses0 = _test_losses(base, cancer)

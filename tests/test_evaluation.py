@@ -1,16 +1,17 @@
-"""Evaluation: retraining score, pruning, noisy-label detection, LDS (issue 4). Small data, lr, 1 thread."""
+"""Evaluation: retraining score, pruning, noisy-label detection, LDS. Small data, lr, 1 thread."""
 
 import logging
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 import ggda.data
 from ggda import evaluation, grouping, train
 from ggda.attribution import attribute
-from ggda.evaluation import (ROW_COLUMNS, SUMMARY_COLUMNS, lds, noisy_label_detection, pruning, removal_order,
-                             retraining_score, self_influence, validation_split)
+from ggda.evaluation import (ROW_COLUMNS, SUMMARY_COLUMNS, baseline_scores, lds, noisy_label_detection, pruning,
+                             removal_order, retraining_score, self_influence, validation_split)
 
 log = logging.getLogger(__name__)
 
@@ -119,14 +120,14 @@ def test_bad_inputs_fail_clearly(bc):
 # ------------------------------------------------------------------------------------------ noisy labels
 def _group_auroc(run, data, size=16):
     groups = grouping.make("grad-kmeans", run, data, size, seed=0)
-    res = noisy_label_detection(run, data, "if", groups, remove=None, progress=False)
+    res = noisy_label_detection(run, data, "if", groups, remove_fraction=None, progress=False)
     log.info("%s: group IF self-influence AUROC %.4f (grad-kmeans %d: %r)", data.name, res.auroc, size, groups)
     return res, groups
 
 
 def test_noisy_labels_breast_cancer(bc_noisy):
     data, run = bc_noisy
-    res = noisy_label_detection(run, data, "if", remove=0.1, seeds=(0, 1), progress=False)
+    res = noisy_label_detection(run, data, "if", remove_fraction=0.1, seeds=(0, 1), progress=False)
     log.info("breast_cancer: IF self-influence AUROC %.4f, curve %s", res.auroc, res.curve.to_dict("list"))
     assert res.auroc >= 0.9
     curve = res.curve
@@ -151,7 +152,7 @@ def test_noisy_labels_breast_cancer(bc_noisy):
 def test_noisy_labels_digits():
     data = ggda.data.load("digits", noise_rate=0.1)
     run = train.fit("lr", data, seed=0, progress=False)
-    res = noisy_label_detection(run, data, "if", remove=None, progress=False)
+    res = noisy_label_detection(run, data, "if", remove_fraction=None, progress=False)
     log.info("digits: IF self-influence AUROC %.4f", res.auroc)
     assert res.auroc >= 0.95
     grp, _ = _group_auroc(run, data)
@@ -161,10 +162,10 @@ def test_noisy_labels_digits():
 def test_noisy_labels_with_validation_signal(bc_noisy):
     data, _ = bc_noisy
     with pytest.raises(ValueError, match="validation split"):
-        noisy_label_detection(bc_noisy[1], data, "if", signal="validation", remove=None, progress=False)
+        noisy_label_detection(bc_noisy[1], data, "if", signal="validation", remove_fraction=None, progress=False)
     bundle, val = validation_split(data, 80, seed=0)
     run = train.fit("lr", bundle, seed=0, progress=False)
-    res = noisy_label_detection(run, bundle, "if", validation=val, remove=None, progress=False)
+    res = noisy_label_detection(run, bundle, "if", validation=val, remove_fraction=None, progress=False)
     log.info("breast_cancer: IF validation-signal AUROC %.4f", res.auroc)
     assert res.meta["signal"] == "validation"
     assert res.auroc > 0.75
@@ -272,3 +273,35 @@ def test_lds_many_shares_the_subsets_and_equals_lds_of_each(split_run):
     with pytest.raises(ValueError, match="other groups"):
         other = attribute("if", run, bundle.train, bundle.test, None, progress=False, **METHOD_OPTIONS["if"])
         evaluation.lds_many(run, bundle, {"a": attrs["if"], "b": other}, subsets=4, progress=False)
+
+
+def test_baseline_scores_are_the_baseline_rows_of_the_retraining_score(bc):
+    data, run = bc
+    fractions, seeds = (0.1, 0.2), (0, 1)
+    base = baseline_scores(run, data, fractions=fractions, seeds=seeds, progress=False)
+    full = retraining_score(run, data, np.zeros(len(data.train)), fractions=fractions, seeds=seeds, progress=False)
+    cols = ["kind", "fraction", "seed", "n_removed", "accuracy", "loss"]
+    expected = full.rows[full.rows["kind"] != "attribution"][cols].reset_index(drop=True)
+    assert set(base.rows["kind"]) == {"none", "random"} and len(base.rows) == len(seeds) * (1 + len(fractions))
+    pd.testing.assert_frame_equal(base.rows[cols].reset_index(drop=True), expected)
+
+
+def test_noisy_label_detection_keeps_remove_as_a_deprecated_alias(bc_noisy):
+    data, run = bc_noisy
+    with pytest.warns(DeprecationWarning, match="remove_fraction"):
+        res = noisy_label_detection(run, data, "tracin", remove=None, progress=False)
+    assert res.rows.empty and res.meta["remove_fraction"] is None
+
+
+def test_evaluation_uses_only_what_ggda_attribution_exports():
+    import ast
+    from pathlib import Path
+
+    import ggda.attribution
+
+    folder = Path(evaluation.__file__).parent
+    for path in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("attribution"):
+                assert node.module == "attribution", f"{path.name} imports ggda.{node.module}"
+                assert {a.name for a in node.names} <= set(ggda.attribution.__all__), path.name

@@ -242,8 +242,14 @@ def test_auto_projection_is_factored_only_where_every_layer_is_supported(small_d
     from ggda.attribution.base import resolve_projection
 
     ann = models.build("ann-s", small_digits.meta)
+    lr = models.build("lr", small_digits.meta)  # 650 parameters, 10 outputs
     bert = models.build("bert", small_qnli.meta)
-    assert resolve_projection(ann, "all", 64, "auto") == "factored"
+    assert resolve_projection(ann, "all", 64, "auto") == "dense"        # both factors of a layer projected
+    assert resolve_projection(ann, "last", 256, "auto") == "factored"   # the head keeps its 10 outputs whole
+    assert resolve_projection(lr, "all", 512, "auto") == "factored"
+    assert resolve_projection(lr, "all", 512, "auto", damping=1e-6) == "dense"  # a whitening kernel solve
+    assert resolve_projection(lr, "all", 512, "auto", damping=1e-6, dense=False) == "factored"  # IF
+    assert resolve_projection(lr, "all", 650, "auto") == "none"         # nothing to gain from a projection
     assert resolve_projection(ann, "all", None, "auto") == "dense"      # no projection asked for
     assert resolve_projection(bert, "all", 64, "auto") == "dense"       # LayerNorm, embeddings
     assert resolve_projection(bert, "last", 64, "auto") == "factored"

@@ -27,9 +27,9 @@ CASES = [
     ("if", {"projection": "factored", "proj_dim": 256}),
     ("tracin", {}),
     ("tracin", {"proj_dim": 64, "projection": "dense"}),
-    ("tracin", {"proj_dim": 64}),
+    ("tracin", {"proj_dim": 64, "projection": "factored"}),
     ("trak", {"proj_dim": 64, "projection": "dense"}),
-    ("trak", {"proj_dim": 64}),
+    ("trak", {"proj_dim": 64, "projection": "factored"}),
 ]
 
 
@@ -113,7 +113,7 @@ def test_features_of_other_targets_model_or_method_are_refused(digits, setup):
         attribute("tracin", setup["ensemble"][1], digits.train, targets, features=[f], proj_dim=64, progress=False)
     with pytest.raises(FeaturesMismatch, match="'tracin' targets-side features, but 'trak'"):
         attribute("trak", run, digits.train, targets, features=[f], proj_dim=64, progress=False)
-    train_f = featurize("tracin", run, digits.train, proj_dim=64, progress=False)
+    train_f = featurize("tracin", run, digits.train, proj_dim=64, projection="factored", progress=False)
     with pytest.raises(FeaturesMismatch, match="projection"):  # factored features, a dense call
         attribute("tracin", run, digits.train, targets, features=[train_f], proj_dim=64, projection="dense",
                   progress=False)
@@ -143,7 +143,7 @@ def test_corrupt_or_foreign_files_are_refused(digits, setup, tmp_path):
 
 def test_train_side_only_with_the_factored_projection(digits, setup):
     run = setup["run"]
-    assert has_train_features("if", run) and has_train_features("trak", run, proj_dim=64)
+    assert has_train_features("if", run) and has_train_features("trak", run, proj_dim=64, projection="factored")
     assert not has_train_features("tracin", run) and not has_train_features("tracin", run, proj_dim=64,
                                                                             projection="dense")
     # dense: nothing to keep for TracIn, Q only for TRAK; scores from them still equal a single call's

@@ -144,7 +144,7 @@ def _autograd_head_grads(model, data, idx):
 def test_last_layer_gradients_match_autograd(which, digits, cancer, ann, lr_run):
     run, data = (ann, digits) if which == "ann-digits" else (lr_run, cancer)
     head = run.model.head
-    g = grouping.last_layer_gradients(run, data, feature_dim=None, batch_size=100)
+    g = grouping.last_layer_gradients(run, data, proj_dim=None, batch_size=100)
     assert g.shape == (len(data.train), head.out_features * (head.in_features + 1))
     idx = np.r_[0:5, 150:155, len(data.train) - 3:len(data.train)]
     ref = _autograd_head_grads(run.model, data, idx)
@@ -154,10 +154,10 @@ def test_last_layer_gradients_match_autograd(which, digits, cancer, ann, lr_run)
 
 
 def test_projection_is_seeded_with_requested_dim(digits, ann):
-    raw = grouping.last_layer_gradients(ann, digits, feature_dim=None)
-    a = grouping.last_layer_gradients(ann, digits, feature_dim=32, seed=4)
-    b = grouping.last_layer_gradients(ann, digits, feature_dim=32, seed=4)
-    c = grouping.last_layer_gradients(ann, digits, feature_dim=32, seed=5)
+    raw = grouping.last_layer_gradients(ann, digits, proj_dim=None)
+    a = grouping.last_layer_gradients(ann, digits, proj_dim=32, seed=4)
+    b = grouping.last_layer_gradients(ann, digits, proj_dim=32, seed=4)
+    c = grouping.last_layer_gradients(ann, digits, proj_dim=32, seed=5)
     assert raw.shape == (len(digits.train), 650) and a.shape == (len(digits.train), 32)
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, c)
@@ -167,8 +167,8 @@ def test_projection_is_seeded_with_requested_dim(digits, ann):
 
 def test_short_gradients_are_not_projected(cancer, lr_run):
     # lr on breast_cancer: one logit, 30 features -> gradients of length 31 <= 256 stay as they are
-    g = grouping.last_layer_gradients(lr_run, cancer, feature_dim=256)
-    np.testing.assert_array_equal(g, grouping.last_layer_gradients(lr_run, cancer, feature_dim=None))
+    g = grouping.last_layer_gradients(lr_run, cancer, proj_dim=256)
+    np.testing.assert_array_equal(g, grouping.last_layer_gradients(lr_run, cancer, proj_dim=None))
     assert g.shape == (len(cancer.train), 31)
 
 
@@ -178,9 +178,9 @@ def test_logit_and_penultimate_gradients_are_the_head_gradients_parts(which, dig
     run, data = (ann, digits) if which == "ann-digits" else (lr_run, cancer)
     head = run.model.head
     c, h = head.out_features, head.in_features
-    full = grouping.last_layer_gradients(run, data, feature_dim=None)
-    logits = grouping.last_layer_gradients(run, data, feature_dim=None, gradient="logits")
-    pen = grouping.last_layer_gradients(run, data, feature_dim=None, gradient="penultimate")
+    full = grouping.last_layer_gradients(run, data, proj_dim=None)
+    logits = grouping.last_layer_gradients(run, data, proj_dim=None, gradient="logits")
+    pen = grouping.last_layer_gradients(run, data, proj_dim=None, gradient="penultimate")
     assert logits.shape == (len(data.train), c) and pen.shape == (len(data.train), h)
     np.testing.assert_array_equal(logits, full[:, c * h:])
     w = head.weight.detach().numpy()
@@ -199,20 +199,20 @@ def test_auto_gradient_is_logits_with_many_classes_and_head_with_two(digits, can
     assert grouping.make("grad-kmeans", lr_run, cancer, 16).gradient == "head"
 
 
-def test_kmeans_projects_long_inputs_to_feature_dim(digits):
+def test_kmeans_projects_long_inputs_to_proj_dim(digits):
     full = grouping.input_features(digits)                      # 64 pixels
     assert full.shape == (len(digits.train), 64)
-    short = grouping.input_features(digits, feature_dim=16, seed=2)
+    short = grouping.input_features(digits, proj_dim=16, seed=2)
     p = grouping.projection_matrix(64, 16, seed=2, dtype=torch.float64).numpy()
     np.testing.assert_allclose(short, full.astype(np.float64) @ p, rtol=1e-4, atol=1e-4)
-    np.testing.assert_array_equal(grouping.input_features(digits, feature_dim=64), full)  # not longer: kept
-    g = grouping.make("kmeans", None, digits, 16, feature_dim=16, seed=2)
-    assert g.feature_dim == 16
+    np.testing.assert_array_equal(grouping.input_features(digits, proj_dim=64), full)  # not longer: kept
+    g = grouping.make("kmeans", None, digits, 16, proj_dim=16, seed=2)
+    assert g.proj_dim == 16
 
 
 def test_normalized_gradients_have_unit_length_and_the_same_direction(digits, ann):
-    raw = grouping.last_layer_gradients(ann, digits, feature_dim=32, seed=1)
-    unit = grouping.last_layer_gradients(ann, digits, feature_dim=32, seed=1, normalize=True)
+    raw = grouping.last_layer_gradients(ann, digits, proj_dim=32, seed=1)
+    unit = grouping.last_layer_gradients(ann, digits, proj_dim=32, seed=1, normalize=True)
     np.testing.assert_allclose(np.linalg.norm(unit, axis=1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(unit * np.linalg.norm(raw, axis=1, keepdims=True), raw, rtol=1e-4, atol=1e-6)
 
@@ -323,7 +323,7 @@ def test_save_load_roundtrip(tmp_path, digits):
         np.testing.assert_array_equal(h.labels, g.labels)
         assert h.labels.dtype == np.int64
         for f in ("method", "group_size", "seed", "within_class", "k_requested", "max_group_size",
-                  "oversize", "gradient", "normalize", "feature_dim", "seconds", "feature_seconds", "cluster_seconds"):
+                  "oversize", "gradient", "normalize", "proj_dim", "seconds", "feature_seconds", "cluster_seconds"):
             assert getattr(h, f) == getattr(g, f), f
     assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == [  # each with its timing sidecar
         "groups-noext", "groups-noext.timing.json", "groups.npz", "groups.timing.json"]
@@ -378,8 +378,8 @@ def test_bad_input(digits, ann):
     for bad in (0, -3, 2.5, True, "16"):
         with pytest.raises(ValueError, match="group_size"):
             grouping.make("random", None, digits, bad)
-    with pytest.raises(ValueError, match="feature_dim"):
-        grouping.make("grad-kmeans", ann, digits, 16, feature_dim=0)
+    with pytest.raises(ValueError, match="proj_dim"):
+        grouping.make("grad-kmeans", ann, digits, 16, proj_dim=0)
     with pytest.raises(ValueError, match="max_group_size"):
         grouping.make("random", None, digits, 16, max_group_size=0)
     for method in ("repr-kmeans", "grad-kmeans"):
@@ -416,3 +416,13 @@ def test_minibatch_kmeans_above_threshold(digits, ann, monkeypatch):
     monkeypatch.setattr(grouping, "MINIBATCH_THRESHOLD", 10**9)
     exact = grouping.make("grad-kmeans", ann, digits, group_size=16, seed=0, within_class=False)
     assert not np.array_equal(a.labels, exact.labels)
+
+
+def test_feature_dim_is_a_deprecated_alias_of_proj_dim(lr_run, cancer):
+    run, data = lr_run, cancer
+    new = grouping.make("grad-kmeans", run, data, 16, proj_dim=8)
+    with pytest.warns(DeprecationWarning, match="use proj_dim"):
+        old = grouping.make("grad-kmeans", run, data, 16, feature_dim=8)
+    assert np.array_equal(new.labels, old.labels) and old.proj_dim == 8
+    with pytest.raises(ValueError, match="give proj_dim only"):
+        grouping.make("grad-kmeans", run, data, 16, proj_dim=8, feature_dim=4)

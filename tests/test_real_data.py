@@ -1,4 +1,5 @@
-"""Parsers and fetch_* functions on the real files in shared/data (see shared/data/README.md).
+"""Parsers and fetch_* functions on real data files: the folder named by $GGDA_SHARED_DATA (layout in
+tests/conftest.py); every test here is skipped when it is unset.
 
 The folder is read-only by intent (and may be writable to root), so these tests check that a fetch
 of present files writes nothing there.
@@ -18,19 +19,23 @@ from ggda.data import sources
 from ggda.data.errors import FormatError
 from ggda.data.parsers import read_qnli
 
-# $GGDA_SHARED_DATA, else the shared/data folder kept beside the repository
-DATA = Path(os.environ.get("GGDA_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-MNIST = DATA / "mnist"
-QNLI_DEV = DATA / "qnli" / "dev.tsv"
-CIFAR_SAMPLE = DATA / "cifar10-sample" / "test20.npz"
+# The folder named by $GGDA_SHARED_DATA (None when unset: need() then skips before any path is used)
+DATA_ENV = "GGDA_SHARED_DATA"
+DATA = Path(os.environ[DATA_ENV]) if os.environ.get(DATA_ENV) else None
+_ROOT = DATA if DATA is not None else Path(DATA_ENV)  # a placeholder, never read when unset
+MNIST = _ROOT / "mnist"
+QNLI_DEV = _ROOT / "qnli" / "dev.tsv"
+CIFAR_SAMPLE = _ROOT / "cifar10-sample" / "test20.npz"
 
 MNIST_FILES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
 
 
 def need(path: Path) -> Path:
+    if DATA is None:
+        pytest.skip(f"real data files not available: set {DATA_ENV} to the folder that holds them")
     if not path.exists():
-        pytest.skip(f"real data file {path} not found (set GGDA_SHARED_DATA or keep shared/data beside the repository)")
+        pytest.skip(f"real data file {path} not found (under {DATA_ENV}={DATA})")
     return path
 
 

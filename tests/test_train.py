@@ -1,6 +1,7 @@
 """Seeded training: determinism, `keep`, accuracy floors, checkpoints, saving, bad input."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -107,14 +108,26 @@ def test_lbfgs_checkpoints_spread_over_iterations(cancer):
 def test_save_and_load_roundtrip(digits, tmp_path):
     run = train.fit("cnn", digits, _small(), seed=2, checkpoints=2, progress=False)
     run.save(tmp_path / "run")
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoints", "metrics.json", "model.pt"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoints", "metrics.json",
+                                                                  "metrics.timing.json", "model.pt"]
+    assert "wall_s" not in json.loads((tmp_path / "run" / "metrics.json").read_text())["metrics"]
     back = train.TrainRun.load(tmp_path / "run")
+    assert back.wall_s == run.wall_s and back.metrics == run.metrics  # the timing comes back from its sidecar
     x = digits.test.tensors[0][:16]
     assert torch.equal(back.model(x), run.model.eval()(x))
     assert [c.lr for c in back.checkpoints] == [c.lr for c in run.checkpoints]
     assert torch.equal(back.model_at(0)(x), run.model_at(0)(x))
+
     assert back.hparams == run.hparams and back.metrics == run.metrics
     assert not list((tmp_path / "run").rglob("*.tmp"))
+
+
+def test_a_truncated_checkpoint_is_reported_with_its_path(cancer, tmp_path):
+    train.fit("lr", cancer, checkpoints=2, progress=False).save(tmp_path / "run")
+    ckpt = tmp_path / "run" / "checkpoints" / "ckpt-1.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:100])
+    with pytest.raises(ValueError, match=r"ckpt-1\.pt is not a readable checkpoint file .*truncated"):
+        train.TrainRun.load(tmp_path / "run")
 
 
 def test_load_of_incomplete_run_names_the_folder(tmp_path):

@@ -108,3 +108,18 @@ def test_n_train_above_the_data_warns_with_both_values():
     with pytest.warns(UserWarning, match=r"n_train=5000 exceeds the \d+ points of the split: using all"):
         bundle = ggda.data.load("breast_cancer", n_train=5000)
     assert len(bundle.train) < 5000
+
+
+def test_target_subset_is_seeded_sorted_and_warns_when_asked_for_more_than_the_split():
+    from torch.utils.data import TensorDataset
+
+    from ggda.data import target_subset
+
+    ds = TensorDataset(torch.arange(50.0)[:, None], torch.zeros(50, dtype=torch.int64))
+    sub, idx = target_subset(ds, 10, seed=3)
+    again, idx2 = target_subset(ds, 10, seed=3)
+    assert list(idx) == sorted(idx) and list(idx) == list(idx2) and len(set(idx)) == 10
+    assert torch.equal(sub.tensors[0][:, 0], torch.as_tensor(idx, dtype=torch.float32))
+    with pytest.warns(UserWarning, match="m=80 exceeds the 50 points of the split: using all 50"):
+        whole, none = target_subset(ds, 80, seed=3)
+    assert whole is ds and none is None

@@ -329,9 +329,12 @@ def test_the_cache_stage_ran_and_attributions_read_it(smoke):
     made = sorted(str(p.relative_to(cache)) for p in cache.rglob("*.npz"))
     # IF: curvature and targets; TracIn (exact, no projection): targets only; TRAK (factored): both
     assert made == ["if/targets.npz", "if/train.npz", "tracin/targets.npz", "trak/targets.npz", "trak/train.npz"]
-    for path in (smoke["folder"] / "results/breast_cancer/lr/attr").rglob("*.json"):
+    timings = list((smoke["folder"] / "results/breast_cancer/lr/attr").rglob("*.timing.json"))
+    assert len(timings) == 6
+    for path in timings:
         timing = json.loads(path.read_text())["timing"]
         assert timing["cached_s"] > 0, path  # every attribution reused the cached features
+        assert timing["training_s"] > 0, path  # and records the training time of its models
 
 
 @pytest.mark.slow
@@ -396,6 +399,48 @@ def test_editing_grouping_reruns_grouping_and_what_follows_only(smoke):
     assert not {"data", "train", "baselines"} & set(counts)
 
 
+def dag_jobs(output: str) -> dict[tuple, tuple[set[str], set[str]]]:
+    """{(rule, wildcards): (inputs, outputs)} of every job a dry run lists."""
+    jobs = {}
+    for block in re.split(r"\n(?=(?:local)?rule \S+:\n)", output):
+        m = re.match(r"(?:local)?rule (\S+):\n", block)
+        if not m:
+            continue
+        found = {k: re.search(rf"^\s+{k}: (.*)$", block, re.M) for k in ("input", "output", "wildcards")}
+        inputs, outputs = ({x for x in found[k].group(1).split(", ")} if found[k] else set() for k in ("input", "output"))
+        jobs[(m.group(1), found["wildcards"].group(1) if found["wildcards"] else "")] = (inputs, outputs)
+    return jobs
+
+
+def job_keys(output: str) -> set[tuple]:
+    return {(rule, ", ".join(f"{k}={v}" for k, v in wc.items())) for rule, wc in planned_jobs(output)}
+
+
+@pytest.mark.slow
+def test_editing_any_module_reruns_exactly_the_jobs_that_run_it_and_what_follows(smoke):
+    """For every ggda/ and workflow helper module: the dry run after an edit plans the jobs whose code
+    inputs hold it, and the jobs downstream of them, and no other job."""
+    folder = smoke["folder"]
+    dag = dag_jobs(dry_run(smoke, "--forceall"))
+    modules = sorted({f for inputs, _ in dag.values() for f in inputs if f.endswith(".py")})
+    assert "ggda/factored.py" in modules and "workflow/scripts/workflow_io.py" in modules and len(modules) > 25
+    wrong = {}
+    for module in modules:
+        expected = {job for job, (inputs, _) in dag.items() if module in inputs}
+        while True:   # and everything downstream
+            made = set().union(*(dag[j][1] for j in expected))
+            more = {job for job, (inputs, _) in dag.items() if inputs & made} - expected
+            if not more:
+                break
+            expected |= more
+        with edited(folder / module):
+            planned = job_keys(dry_run(smoke))
+        if planned != expected:
+            wrong[module] = {"missing": sorted(expected - planned)[:3], "extra": sorted(planned - expected)[:3]}
+    assert not wrong, wrong
+    assert job_counts(dry_run(smoke)) == {}
+
+
 @pytest.mark.slow
 def test_report_holds_every_figure(smoke):
     snakemake("--configfile", "config/smoke.yaml", "--report", "report.html", cwd=smoke["folder"])
@@ -421,10 +466,9 @@ def test_results_notebook_runs_on_the_smoke_output(smoke):
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 5
 
 
-#: What may differ between two identical runs: timings (sidecars, benchmarks, the training metrics'
-#: wall_s, attribution infos, the runtime and training tables and what summarises them) and the figures.
-RUN_TO_RUN = ("*.timing.json", "*/metrics.json", "attr/*/*.json", "detect/*/*.json", "tables/runtime.csv",
-              "tables/training.csv", "summary.json")
+#: What may differ between two identical runs: the timings (the jobs' .timing.json sidecars, the runtime
+#: table they make, Snakemake's benchmarks) and the figures (some show times). Everything else is the same bytes.
+RUN_TO_RUN = ("*.timing.json", "tables/runtime.csv")
 
 
 @pytest.mark.slow
@@ -437,20 +481,12 @@ def test_a_second_run_makes_the_same_bytes(smoke, tmp_path):
     assert files == sorted(p.relative_to(second_root) for p in second_root.rglob("*") if p.is_file())
     compared = [f for f in files if f.parts[0] not in ("benchmarks", "figures")
                 and not any(f.match(pattern) for pattern in RUN_TO_RUN)]
-    assert len(compared) > 40 and any(f.suffix == ".pt" for f in compared) and any(f.suffix == ".npz" for f in compared)
-
-    def same(f: Path) -> bool:
-        a, b = (first_root / f).read_bytes(), (second_root / f).read_bytes()
-        if a == b:
-            return True
-        if f.suffix != ".csv":  # tables: identical but for their timing columns (seconds, named *_s)
-            return False
-        x, y = pd.read_csv(first_root / f), pd.read_csv(second_root / f)
-        timing = [c for c in x.columns if c.endswith("_s")]
-        return bool(timing) and x.drop(columns=timing).equals(y.drop(columns=timing))
-
-    differ = [str(f) for f in compared if not same(f)]
+    assert len(compared) > 40 and {".pt", ".npz", ".csv", ".json"} <= {f.suffix for f in compared}
+    differ = [str(f) for f in compared if (first_root / f).read_bytes() != (second_root / f).read_bytes()]
     assert not differ, f"{len(differ)} of {len(compared)} files differ between identical runs: {differ[:10]}"
+    # the timings did go somewhere: every evaluation's rows have their sidecar
+    assert all((first_root / f).with_suffix(".timing.json").is_file() for f in compared
+               if f.suffix == ".csv" and "/retrain/" in f"/{f}")
 
 
 @pytest.mark.slow
@@ -485,6 +521,44 @@ def test_dvc_round_trip_restores_results_with_nothing_to_rerun(smoke, tmp_path):
         (folder / "results/tables/retraining.csv").read_bytes()
     snakemake("--touch", "--configfile", "config/smoke.yaml", cwd=clone)
     assert job_counts(snakemake("-n", "--configfile", "config/smoke.yaml", cwd=clone).output) == {}
+    snakemake("--configfile", "config/smoke.yaml", cwd=clone)  # a second run: nothing to do, nothing changed
+    assert "up to date" in run([*dvc, "status"], clone)
+
+
+#: One damaged file of each kind (a prepared data set, a checkpoint, groups, cached features, scores, the
+#: rows of an evaluation, a table), truncated to half its size; and a retraining CSV that a failed job left
+#: deleted.
+DAMAGED = {
+    "results/breast_cancer/data/noisy.pt": "data",
+    "results/breast_cancer/lr/pruning/train/seed0/checkpoints/ckpt-0.pt": "train",
+    "results/breast_cancer/lr/groups/grad-kmeans-16.npz": "groups",
+    "results/breast_cancer/lr/cache/if/targets.npz": "target_features",
+    "results/breast_cancer/lr/attr/trak/individual-1.npz": "attribute",
+    "results/breast_cancer/lr/retrain/baselines.csv": "baselines",
+    "results/tables/retraining.csv": "aggregate",
+}
+DELETED = "results/breast_cancer/lr/retrain/tracin/individual-1.csv"
+
+
+@pytest.mark.slow
+def test_damaged_results_are_rebuilt_by_the_main_command(smoke):
+    folder = smoke["folder"]
+    original = {f: (folder / f).read_bytes() for f in [*DAMAGED, DELETED]}
+    for f in DAMAGED:
+        with open(folder / f, "r+b") as fh:
+            fh.truncate(len(original[f]) // 2)
+    (folder / DELETED).unlink()
+    out = dry_run(smoke)
+    rules = {rule for rule, _ in planned_jobs(out)}
+    for f, rule in DAMAGED.items():
+        name = str(Path(f).parent) if "/checkpoints/" in f else f   # a directory output is named as a whole
+        assert re.search(rf"{re.escape(name)} no longer matches what rule {rule} wrote", out), f
+        assert rule in rules, (f, rule)
+    assert {"retrain", "aggregate", "figure"} <= rules
+    snakemake("--configfile", "config/smoke.yaml", cwd=folder)   # the README's command (smoke config)
+    rebuilt = {f: (folder / f).read_bytes() for f in original}
+    assert [f for f in original if rebuilt[f] != original[f]] == []   # the same bytes as before the damage
+    assert job_counts(dry_run(smoke)) == {}
 
 
 def test_profiles_name_existing_rules_and_the_main_command_settings():

@@ -1,4 +1,4 @@
-"""Influence functions, individual and group (DESIGN.md section 4).
+"""Influence functions, individual and group (definitions: docs/methods.md, "Influence functions").
 
 score(z, G) = grad L(z)^T H^-1 (g_G - |G| g_bar), with
   H     = sum_i hess loss_i(theta) + n (weight_decay + damping) I   (the sum-form Hessian of the
@@ -38,7 +38,8 @@ from torch.func import functional_call, grad, jvp, vjp, vmap
 from tqdm.auto import tqdm
 
 from ..gradients import GradientEngine, per_sample_output
-from ..train import resolve_device
+from ..grouping import Groups
+from ..devices import resolve_device
 from .base import (Attribution, Timer, check_damping, check_finite_scores, checked_tensors, fingerprint,
                    group_sum, make_engine, make_projector, parameter_names, projection_options, resolve_groups,
                    resolve_projection, timed)
@@ -142,7 +143,8 @@ def conjugate_gradients(matvec, b: torch.Tensor, tol: float, max_iter: int) -> t
 
 def default_damping(model_name: str) -> float:
     """0 for the convex lr (its weight decay suffices), 0.1 otherwise: MLP Hessians have negative
-    eigenvalues, and 0.1 (not 0.01) was needed for exact and CG solutions to agree (DESIGN.md section 7)."""
+    eigenvalues, and 0.1 (not 0.01) was needed for exact and CG solutions to agree (measured on an MLP
+    on MNIST)."""
     return 0.0 if model_name == "lr" else 0.1
 
 
@@ -222,7 +224,10 @@ class Influence:
         if solve_for not in SOLVE_SIDES:
             raise ValueError(f"solve_for must be one of {', '.join(map(repr, SOLVE_SIDES))}, got {solve_for!r}")
         self.solve_for = solve_for
-        self.factored = resolve_projection(run.model, params, proj_dim, projection) == "factored"
+        resolved = resolve_projection(run.model, params, proj_dim, projection, dense=False)
+        self.factored = resolved == "factored"
+        if resolved == "none":  # "auto" with proj_dim >= the parameter count: the exact path, unprojected
+            proj_dim = None
         if self.factored:
             if curvature not in ("gauss-newton", "empirical-fisher"):
                 raise ValueError(f"the factored projection supports curvature 'gauss-newton' or 'empirical-fisher', "
@@ -436,7 +441,9 @@ def influence(run, train, targets, groups=None, *, damping: float | None = None,
     projection: "dense" (default: the exact curvature of the unprojected gradients, as above) or
         "factored" (features and curvature in a proj_dim-dimensional Kronecker-factored space, see the
         module docstring; curvature "gauss-newton" or "empirical-fisher"; solver does not apply).
-        "auto" is "factored" when proj_dim is given and every selected parameter is in a supported layer.
+        "auto" is the exact path (``options["projection"]`` "none") when proj_dim is None or at least
+        the number of selected parameters (a projection could only lose information), else "factored"
+        when every selected parameter is in a supported layer (IF has no dense projection).
     solve_for: which side the curvature is inverted on; the scores are the same (H is symmetric), the
         cost is one solve per row: "targets" solves H^-1 grad L(z) for the m targets, "groups" solves
         H^-1 g_G for the k groups (and H^-1 g_bar when centring), "auto" the side with fewer rows, or
@@ -453,3 +460,48 @@ def influence(run, train, targets, groups=None, *, damping: float | None = None,
                      exact_max_params=exact_max_params, cg_tol=cg_tol, cg_max_iter=cg_max_iter, solve_for=solve_for,
                      batch_size=batch_size, device=device, progress=progress)
     return core.attribute(train, targets, groups, features)
+
+
+def influence_self(run, tr, groups: Groups, *, timer: Timer, device: torch.device, damping: float | None = None,
+             solver: str = "auto", curvature: str = "gauss-newton", projection: str = "dense",
+             proj_dim: int | None = None, proj_kind: str = "gaussian", proj_seed: int = 0,
+             params: str | Sequence[str] = "all", centre: bool = True, exact_max_params: int = EXACT_MAX_PARAMS,
+             cg_tol: float = 1e-6, cg_max_iter: int = 200, solve_for: str = "auto", batch_size: int = 256,
+             progress: bool = True):
+    """Group self-influence of IF, S(G) = (H^-1 g_G)^T (g_G - |G| g_bar) (``centre=False``: g_G^T H^-1 g_G),
+    over the same core (options, checks, curvature, projection) as :func:`influence`; float64 (k,) and the
+    options used. ``solve_for`` is accepted and has no effect (S(G) solves for the groups)."""
+    # the attribution's own core: the same options, checks, curvature and (factored) projection
+    core = Influence(run, damping=damping, solver=solver, curvature=curvature, projection=projection,
+                     proj_dim=proj_dim, proj_kind=proj_kind, proj_seed=proj_seed, params=params, centre=centre,
+                     exact_max_params=exact_max_params, cg_tol=cg_tol, cg_max_iter=cg_max_iter, solve_for=solve_for,
+                     batch_size=batch_size, device=device, progress=progress)
+    train_f = core.featurize_train(tr)  # the mean gradient g_bar, and the curvature's factor when it has one
+    timer.add(train_f.timing, cached=False)
+    g_bar = train_f.tensor("mean", device)
+    iterations = 0
+    if core.factored:  # phi_G = the sum of its members' features; H_f^-1 by the curvature's Cholesky factor
+        with timer("scoring_s"):
+            phi = group_sum(train_f.tensor("features", device), groups.labels, groups.k).double()
+            x = torch.cholesky_solve(phi.T, train_f.tensor("factor", device)).T  # rows H_f^-1 phi_G
+            scores = (x * phi).sum(1)
+            if centre:
+                scores -= torch.as_tensor(groups.sizes, dtype=x.dtype, device=device) * (x @ g_bar.to(x.dtype))
+    else:
+        inverse = core._inverse(tr, train_f)
+        u = None
+        if centre:  # H^-1 g_bar
+            with timer("solve_s"):
+                u = inverse.solve(g_bar[None])[0]
+        scores = torch.zeros(groups.k, dtype=torch.float64)
+        sizes = torch.as_tensor(groups.sizes, dtype=core.engine.dtype, device=device)
+        blocks = core.engine.iter_groups(tr, groups.labels, progress=progress, desc="IF self-influence")
+        for ids, block in timed(blocks, timer, "train_gradients_s"):
+            with timer("scoring_s"):
+                val = (inverse.solve(block) * block).sum(1)
+                if u is not None:
+                    val = val - sizes[torch.from_numpy(ids).to(device)] * (block @ u)
+                scores[torch.from_numpy(ids)] = val.double().cpu()
+        iterations = inverse.iterations
+    opts = {**core.feature_options(), "centre": centre, "cg_iterations": iterations, "num_params": core.engine.dim}
+    return scores.double().cpu().numpy(), opts

@@ -19,23 +19,15 @@ from torch.utils.data import TensorDataset
 
 from . import bundled, prepare, text
 from .errors import ChecksumError, DataError, DownloadError, FormatError
-from .prepare import validation_split
+from .prepare import target_subset, validation_split
 from .raw import RawData
-from .registry import REGISTRY, DatasetInfo, get_info
+from .store import load_bundle, save_bundle
+from .registry import DATA_DIR_ENV, REGISTRY, DatasetInfo, default_root, get_info
 
-__all__ = ["load", "validation_split", "DataBundle", "REGISTRY", "DatasetInfo", "get_info", "default_root", "list_datasets",
-           "DataError", "DownloadError", "ChecksumError", "FormatError", "RawData"]
+__all__ = ["load", "validation_split", "target_subset", "save_bundle", "load_bundle", "DataBundle", "REGISTRY", "DatasetInfo", "get_info", "default_root", "list_datasets",
+           "DATA_DIR_ENV", "DataError", "DownloadError", "ChecksumError", "FormatError", "RawData"]
 
 log = logging.getLogger(__name__)
-
-#: Environment variable naming the folder that holds one sub-folder of raw files per data set.
-DATA_DIR_ENV = "GGDA_DATA_DIR"
-
-
-def default_root(name: str) -> Path:
-    """``$GGDA_DATA_DIR/<name>`` if that variable is set, else ``data/raw/<name>`` under the working directory."""
-    return Path(os.environ.get(DATA_DIR_ENV, "data/raw")) / name
-
 
 @dataclass
 class DataBundle:

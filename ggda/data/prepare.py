@@ -83,6 +83,18 @@ def standardise_images(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndar
     return (((x_train - mean) / std).astype(np.float32), ((x_test - mean) / std).astype(np.float32), stats)
 
 
+def target_subset(dataset, m: int | None, seed: int):
+    """The attribution targets: ``dataset`` itself (m None or at least its size; above it with a warning
+    naming both sizes), or a seeded subset of m of its points in their original order.
+    Returns (TensorDataset, the subset's indices into ``dataset`` or None)."""
+    if m is not None and m > len(dataset):
+        warnings.warn(f"m={m} exceeds the {len(dataset)} points of the split: using all {len(dataset)}", stacklevel=2)
+    if m is None or m >= len(dataset):
+        return dataset, None
+    idx = np.sort(np.random.default_rng(seed).choice(len(dataset), m, replace=False))
+    return TensorDataset(*(t[torch.from_numpy(idx)] for t in dataset.tensors)), idx
+
+
 def validation_split(data, n_val: int | float, seed: int = 0):
     """Carve a class-stratified validation split out of the training part of ``data``.
 

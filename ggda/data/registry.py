@@ -1,8 +1,17 @@
-"""The data set registry: one entry per data set, with what `ggda.data.load` needs to know."""
+"""The data set registry: one entry per data set, with what `ggda.data.load` needs to know.
+
+Plain Python (no torch, no numpy): the workflow reads this file without importing ggda to check a
+config's data sets (their kind, whether they need files, where those are looked for) before any job runs.
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
+
+#: Environment variable naming the folder that holds one sub-folder of raw files per data set.
+DATA_DIR_ENV = "GGDA_DATA_DIR"
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,11 @@ REGISTRY: dict[str, DatasetInfo] = {
                     "GLUE QNLIv2.zip (train.tsv as train, dev.tsv as test)"),
     ]
 }
+
+
+def default_root(name: str) -> Path:
+    """``$GGDA_DATA_DIR/<name>`` if that variable is set, else ``data/raw/<name>`` under the working directory."""
+    return Path(os.environ.get(DATA_DIR_ENV, "data/raw")) / name
 
 
 def get_info(name: str) -> DatasetInfo:

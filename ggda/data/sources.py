@@ -110,12 +110,16 @@ class _LocalFile:
                 "urls": list(self.urls)}
 
 
+#: How a caller allows downloads, in the terms of both ways in: the Python argument and the workflow's key.
+DOWNLOAD_SWITCH = "download=True; in the workflow config, the data set's download: true"
+
+
 def _missing_error(dataset: str, root: Path, table: dict[str, dict[str, Any]],
                    missing: list[str], extra: str = "") -> DataError:
     urls = "; ".join(f"{n}: {' or '.join(table[n]['urls'])}" for n in missing if n in table)
     return DataError(
-        f"{dataset}: file(s) {', '.join(missing)} not found in {root}{extra}. Pass download=True to "
-        f"download them into {root}, or get them by hand ({urls}) and put them there."
+        f"{dataset}: file(s) {', '.join(missing)} not found in {root}{extra}. Allow downloading "
+        f"({DOWNLOAD_SWITCH}) to fetch them into {root}, or get them by hand ({urls}) and put them there."
     )
 
 
@@ -157,7 +161,7 @@ def _unverified_hint(files: dict[str, _LocalFile]) -> str:
     if not bad:
         return ""
     return (f" The md5 of {', '.join(bad)} also differs from the published one: delete the files "
-            f"and rerun with download=True to get the official ones.")
+            f"and rerun with downloading allowed ({DOWNLOAD_SWITCH}) to get the official ones.")
 
 
 # ----------------------------------------------------------------------------------------- MNIST

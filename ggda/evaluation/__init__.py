@@ -1,9 +1,10 @@
-"""Evaluation of attributions by removal and retraining (DESIGN.md section 4), and two uses of them.
+"""Evaluation of attributions by removal and retraining (docs/methods.md), and two uses of them.
 
 =========================  ==================================================================================
 function                   what it measures
 =========================  ==================================================================================
 retraining_score           remove the top p% most important points for T, retrain R seeds, accuracy/loss on T
+baseline_scores            the same for no removal and random removal only (once per model, for every method)
 pruning                    remove the p% least important points for a validation split, retrain, test accuracy
 noisy_label_detection      AUROC and detection curve of self-influence (or validation) suspicion, then cleaning
 lds, lds_many              linear datamodeling score over groups (Spearman of predicted vs retrained losses);
@@ -25,15 +26,15 @@ and standard error over seeds per kind x fraction.
     res.summary()
 """
 
+from ..attribution import SelfInfluence, self_influence
 from ..data.prepare import validation_split
 from .lds import lds, lds_many, spearman_columns
 from .noisy import detection_auroc, detection_curve, noisy_label_detection, suspicion_scores
 from .results import ROW_COLUMNS, SUMMARY_COLUMNS, EvalResult, LDSResult, NoisyLabelResult, summarise
-from .retraining import (as_importance, per_target_loss, pruning, random_removal, removal_order,
+from .retraining import (as_importance, baseline_scores, per_target_loss, pruning, random_removal, removal_order,
                          retraining_score)
-from .self_influence import SelfInfluence, self_influence
 
-__all__ = ["retraining_score", "pruning", "noisy_label_detection", "lds", "lds_many", "validation_split", "self_influence",
+__all__ = ["retraining_score", "baseline_scores", "pruning", "noisy_label_detection", "lds", "lds_many", "validation_split", "self_influence",
            "SelfInfluence", "EvalResult", "NoisyLabelResult", "LDSResult", "ROW_COLUMNS", "SUMMARY_COLUMNS",
            "summarise", "removal_order", "random_removal", "as_importance", "per_target_loss",
            "detection_auroc", "detection_curve", "suspicion_scores", "spearman_columns"]

@@ -3,7 +3,7 @@ of the ranking holds, then remove the flagged points and retrain.
 
 Suspicion signals (``signal``):
 
-* ``"self"``: self-influence (:mod:`ggda.evaluation.self_influence`): every point's share S(G) / |G| of
+* ``"self"``: self-influence (:func:`ggda.attribution.self_influence`): every point's share S(G) / |G| of
   its group's self-influence S(G) = sum_{i in G} score(z_i, G). Defined for if, tracin and trak.
 * ``"validation"``: negative importance for a clean validation split V (from :func:`validation_split`):
   -sum_{v in V} score(v, G) / |G|; points whose removal is predicted to *lower* V's loss (harmful) rank
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,12 +23,11 @@ import pandas as pd
 import torch
 from torch.utils.data import TensorDataset
 
-from ..attribution import attribute
+from ..attribution import attribute, self_influence
 from ..grouping import Groups
 from .results import NoisyLabelResult, empty_rows
 from .retraining import (Job, _check_fractions, _check_seeds, base_run, n_to_remove, random_removal,
                          removal_order, retrain_jobs)
-from .self_influence import self_influence
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +83,16 @@ def suspicion_scores(run, data, method: str, groups: Groups | None = None, signa
     raise ValueError(f"signal must be one of {SIGNALS}, got {signal!r}")
 
 
+_UNSET = object()  # the default of a deprecated alias: None is a meaningful value of remove_fraction
+
+
 def noisy_label_detection(
     run,
     data,
     method: str,
     groups: Groups | None = None,
     inspect: Sequence[float] = (0.05, 0.1, 0.2, 0.3),
-    remove: float | None = 0.1,
+    remove_fraction: float | None = 0.1,
     seeds: Sequence[int] = (0, 1, 2),
     validation: TensorDataset | None = None,
     attribution_options: dict[str, Any] | None = None,
@@ -101,6 +104,7 @@ def noisy_label_detection(
     hparams=None,
     device: str | torch.device = "auto",
     progress: bool = True,
+    remove: Any = _UNSET,
 ) -> NoisyLabelResult:
     """Detect flipped labels with an attribution method, individual or group, then clean and retrain.
 
@@ -109,11 +113,12 @@ def noisy_label_detection(
     data: a DataBundle loaded with ``noise_rate > 0``; ``data.flipped`` is the ground truth.
     method: "if", "tracin" or "trak". groups: a Groups over ``data.train``; None = individual.
     inspect: fractions of the training set inspected for the detection curve.
-    remove: fraction q of the most suspicious points removed before retraining (None or 0: no retraining).
+    remove_fraction: fraction q of the most suspicious points removed before retraining (None or 0: no
+        retraining). ``remove`` is its deprecated old name.
     seeds: retraining seeds.
     validation: a clean validation split (:func:`validation_split`); with it the default signal is
         "validation" (negative importance for it), without it "self" (self-influence; see the module
-        docstring and :mod:`ggda.evaluation.self_influence` for the per-method and group definitions).
+        docstring and :func:`ggda.attribution.self_influence` for the per-method and group definitions).
     attribution_options: options of the attribution method (damping, proj_dim, params, ...); ``progress``
         and ``device`` default to this function's.
     eval_set: where recovered accuracy is measured (default ``data.test``, whose labels are clean).
@@ -143,8 +148,13 @@ def noisy_label_detection(
              signal, auroc, curve["fraction_found"].round(3).tolist(), inspect, attribution_s)
 
     rows = empty_rows()
+    if remove is not _UNSET:
+        warnings.warn("noisy_label_detection(remove=...) is deprecated: use remove_fraction", DeprecationWarning,
+                      stacklevel=2)
+        remove_fraction = remove
+    remove = remove_fraction
     if remove:
-        remove = _check_fractions([remove], "remove")[0]
+        remove = _check_fractions([remove], "remove_fraction")[0]
         seeds = _check_seeds(seeds)
         m = n_to_remove(remove, n)
         jobs = []
@@ -160,7 +170,7 @@ def noisy_label_detection(
     meta = {"evaluation": "noisy_label_detection", "dataset": getattr(data, "name", None),
             "model": base_run(run).model_name, "method": method, "grouping": grouping,
             "k": n if groups is None else groups.k, "signal": signal, "n_train": n, "n_flipped": int(len(flipped)),
-            "noise_rate": data.meta.get("noise_rate"), "remove": remove, "tie_seed": tie_seed,
+            "noise_rate": data.meta.get("noise_rate"), "remove_fraction": remove, "tie_seed": tie_seed,
             "timing": timing, "found_in_removed": float(np.isin(order[:n_to_remove(remove, n)], flipped).sum()
                                                       / len(flipped)) if remove else None}
     return NoisyLabelResult(rows, meta, auroc=auroc, curve=curve, suspicion=suspicion, attribution_s=attribution_s)

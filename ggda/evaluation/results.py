@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .._io import atomic_path
+from ..stats import standard_error
 
 #: The columns of every retraining table, in order (retraining score, pruning, noisy-label removal, LDS).
 #: kind: "attribution" (the ranking under test), "random" (a seeded random removal set of the same size),
@@ -32,12 +33,6 @@ def empty_rows() -> pd.DataFrame:
         ROW_COLUMNS, ("object", "float64", "int64", "int64", "float64", "float64", "float64"))})
 
 
-def _se(values: pd.Series) -> float:
-    """Standard error of the mean (sample standard deviation / sqrt(count)); nan for a single value."""
-    v = values.to_numpy(dtype=np.float64)
-    return float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan")
-
-
 def summarise(rows: pd.DataFrame) -> pd.DataFrame:
     """Mean and standard error over seeds per kind x fraction (columns :data:`SUMMARY_COLUMNS`).
 
@@ -52,8 +47,8 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
         sub = rows[rows["kind"] == kind]
         for fraction, g in sub.groupby("fraction", sort=True):
             out.append({"kind": kind, "fraction": float(fraction), "n_removed": float(g["n_removed"].mean()),
-                        "accuracy_mean": float(g["accuracy"].mean()), "accuracy_se": _se(g["accuracy"]),
-                        "loss_mean": float(g["loss"].mean()), "loss_se": _se(g["loss"]),
+                        "accuracy_mean": float(g["accuracy"].mean()), "accuracy_se": standard_error(g["accuracy"]),
+                        "loss_mean": float(g["loss"].mean()), "loss_se": standard_error(g["loss"]),
                         "seeds": int(g["seed"].nunique())})
     return pd.DataFrame(out, columns=list(SUMMARY_COLUMNS))
 
@@ -141,8 +136,7 @@ class LDSResult(EvalResult):
         subsets, k (groups), alpha (fraction of groups kept), accuracy_mean and loss_mean of the subset models."""
         rho = self.targets["spearman"].to_numpy(dtype=np.float64)
         ok = rho[np.isfinite(rho)]
-        se = float(ok.std(ddof=1) / np.sqrt(len(ok))) if len(ok) > 1 else float("nan")
-        return pd.DataFrame([{"lds": self.score, "lds_se": se, "targets": int(len(ok)),
+        return pd.DataFrame([{"lds": self.score, "lds_se": standard_error(ok), "targets": int(len(ok)),
                               "subsets": int(len(self.rows)), "k": self.meta.get("k"),
                               "alpha": self.meta.get("alpha"),
                               "accuracy_mean": float(self.rows["accuracy"].mean()) if len(self.rows) else np.nan,

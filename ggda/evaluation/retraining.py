@@ -2,7 +2,8 @@
 
 Both rank the n training points, remove a fraction p of them, retrain from scratch for each seed with
 the base model's hyper-parameters (``ggda.train.fit(keep=...)``), and measure accuracy and mean loss on
-an evaluation set (DESIGN.md section 4). They differ in which end of the ranking is removed:
+an evaluation set (docs/methods.md, "Removal and retraining score"). They differ in which end of the
+ranking is removed:
 
 * :func:`retraining_score` removes the *most* important points for the target set T (a faithful
   attribution makes the loss on T rise and its accuracy drop the most; lower accuracy is better);
@@ -30,6 +31,7 @@ from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
 
 from .. import train as _train
+from ..devices import resolve_device, split_batch
 from .results import ROW_COLUMNS, EvalResult, empty_rows
 
 log = logging.getLogger(__name__)
@@ -100,13 +102,13 @@ class Job:
 def per_target_loss(model: torch.nn.Module, dataset: TensorDataset, device="cpu",
                     batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """(losses float64 (m,), correct bool (m,)): the cross-entropy (nats) and correctness of each item."""
-    dev = _train.resolve_device(device)
+    dev = resolve_device(device)
     was = model.training
     model.eval()
     tensors = dataset.tensors
     losses, correct = [], []
     for lo in range(0, len(tensors[0]), batch_size):
-        inputs, y = _train.split_batch(tuple(t[lo:lo + batch_size] for t in tensors), model, dev)
+        inputs, y = split_batch(tuple(t[lo:lo + batch_size] for t in tensors), model, dev)
         logits = model(*inputs)
         losses.append(F.cross_entropy(logits, y, reduction="none").double().cpu())
         correct.append((logits.argmax(-1) == y).cpu())
@@ -160,25 +162,27 @@ def retrain_jobs(run, data, jobs: Sequence[Job], eval_set: TensorDataset, hparam
 
 
 def removal_jobs(order: np.ndarray, fractions: Sequence[float], seeds: Sequence[int],
-                 baselines: bool = True) -> list[Job]:
+                 baselines: bool = True, attribution: bool = True) -> list[Job]:
     """Jobs for a ranking: "none" once per seed (with baselines), then per fraction the first
-    round(p n) of ``order`` ("attribution") and a random set of the same size ("random", with baselines)."""
+    round(p n) of ``order`` ("attribution", unless ``attribution=False``) and a random set of the same
+    size ("random", with baselines)."""
     n = len(order)
     jobs = []
     if baselines:
         jobs += [Job("none", 0.0, s, np.zeros(0, dtype=np.int64)) for s in seeds]
     for f in fractions:
         m = n_to_remove(f, n)
-        jobs += [Job("attribution", f, s, order[:m]) for s in seeds]
+        if attribution:
+            jobs += [Job("attribution", f, s, order[:m]) for s in seeds]
         if baselines:
             jobs += [Job("random", f, s, random_removal(n, m, s)) for s in seeds]
     return jobs
 
 
 def _experiment(run, data, order, fractions, seeds, eval_set, baselines, hparams, device, progress, desc,
-                meta) -> EvalResult:
+                meta, attribution: bool = True) -> EvalResult:
     start = time.perf_counter()
-    jobs = removal_jobs(order, fractions, seeds, baselines)
+    jobs = removal_jobs(order, fractions, seeds, baselines, attribution)
     rows, _ = retrain_jobs(run, data, jobs, eval_set, hparams, device, progress, desc)
     meta = {"dataset": getattr(data, "name", None), "model": base_run(run).model_name, "n_train": len(data.train),
             "n_eval": len(eval_set), "fractions": list(fractions), "seeds": list(seeds), "retrain_models": len(jobs),
@@ -201,7 +205,8 @@ def retraining_score(
     device: str | torch.device = "auto",
     progress: bool = True,
 ) -> EvalResult:
-    """Remove the most important training points for T, retrain, and measure T (DESIGN.md section 4).
+    """Remove the most important training points for T, retrain, and measure T (docs/methods.md,
+    "Removal and retraining score").
 
     run: the base TrainRun (its model name, hyper-parameters and model options are reused; for TRAK
         ensembles a list whose first run is the base model).
@@ -226,6 +231,25 @@ def retraining_score(
     return _experiment(run, data, order, _check_fractions(fractions), _check_seeds(seeds), targets, baselines,
                        hparams, device, progress, "retraining score",
                        {"evaluation": "retraining_score", "tie_seed": tie_seed, "removed_end": "highest"})
+
+
+def baseline_scores(
+    run,
+    data,
+    fractions: Sequence[float] = (0.05, 0.1, 0.2),
+    seeds: Sequence[int] = (0, 1, 2),
+    targets: TensorDataset | None = None,
+    hparams=None,
+    device: str | torch.device = "auto",
+    progress: bool = True,
+) -> EvalResult:
+    """The baselines of :func:`retraining_score` alone: "none" (no removal, once per seed) and "random"
+    (round(p n) random points per fraction and seed, the same sets as there), so that one computation
+    serves every attribution of a model. Arguments and rows as :func:`retraining_score`."""
+    targets = data.test if targets is None else targets
+    return _experiment(run, data, np.arange(len(data.train)), _check_fractions(fractions), _check_seeds(seeds),
+                       targets, True, hparams, device, progress, "baselines",
+                       {"evaluation": "baselines"}, attribution=False)
 
 
 def pruning(

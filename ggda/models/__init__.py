@@ -23,11 +23,10 @@ from typing import Any
 from torch import nn
 
 from .base import Classifier
+from .catalog import INPUT_KINDS, MODELS
 from .mlp import MLP, flat_size
 
-MODELS = ("lr", "ann-s", "ann-m", "cnn", "resnet9", "bert")
 _HIDDEN = {"lr": (), "ann-s": (64,), "ann-m": (128, 64)}
-_KINDS = {"cnn": ("image",), "resnet9": ("image",), "bert": ("text",)}
 
 __all__ = ["build", "Classifier", "MODELS", "last_layer"]
 
@@ -44,10 +43,10 @@ def build(name: str, data_meta: Mapping[str, Any], **options: Any) -> Classifier
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")
     kind, shape, classes = data_meta["kind"], tuple(data_meta["input_shape"]), data_meta["num_classes"]
-    if name in _KINDS and kind not in _KINDS[name]:
-        raise ValueError(f"model {name!r} needs {' or '.join(_KINDS[name])} data, got a {kind} data set")
-    if kind == "text" and name != "bert":
-        raise ValueError(f"text data sets need the bert model, got {name!r}")
+    if kind not in INPUT_KINDS[name]:
+        if kind == "text":
+            raise ValueError(f"text data sets need the bert model, got {name!r}")
+        raise ValueError(f"model {name!r} needs {' or '.join(INPUT_KINDS[name])} data, got a {kind} data set")
     if name in _HIDDEN:
         hidden = tuple(options.pop("hidden", _HIDDEN[name]))
         model: Classifier = MLP(flat_size(shape), classes, hidden, binary_head=(name == "lr"), **options)

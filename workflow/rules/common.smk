@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 
@@ -292,6 +293,26 @@ def code_inputs(script):
 SCRIPTS = REPO / "workflow" / "scripts"
 
 
+def _load_script_module(name):
+    """A stdlib-only helper of workflow/scripts, loaded from its file (the scripts folder is not on the
+    Snakefile's import path)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# Results damaged since their job wrote them (truncated, overwritten) are rebuilt, not trusted: each job
+# records its outputs' checksums (workflow/scripts/output_checksums.py); here, before the DAG is built, a
+# damaged output gets the mtime 0, so that its job and everything downstream rerun.
+_checksums = _load_script_module("output_checksums")
+for _output, _rule, _why in _checksums.damaged():
+    logger.warning(f"{_output} no longer matches what rule {_rule} wrote ({_why}): it will be rebuilt")
+    _checksums.mark_for_rebuild(_output)
+
+
 wildcard_constraints:
     dataset="[a-z0-9_]+",
     model="[a-z0-9-]+",
@@ -318,14 +339,15 @@ def train_dir(dataset, model, seed, variant=""):
 
 
 def run_files(dataset, model, seed, variant=""):
+    """The outputs of one training run: model, metrics (the completion mark), checkpoints folder."""
     d = train_dir(dataset, model, seed, variant)
-    return [f"{d}/model.pt", f"{d}/metrics.json"]
+    return [f"{d}/model.pt", f"{d}/metrics.json", f"{d}/checkpoints"]
 
 
 def timing_file(path):
-    """The timing sidecar of an .npz artifact (ggda._io.timing_path): timings live apart so that the
-    same results are the same bytes."""
-    return path.replace(".npz", ".timing.json")
+    """The timing sidecar of a result (``x.npz``, ``x.csv`` or ``x.json`` -> ``x.timing.json``, as
+    ggda._io.timing_path): timings live apart so that the same results are the same bytes."""
+    return str(Path(path).with_suffix(".timing.json"))
 
 
 def groups_file(dataset, model, grouping, size, variant=""):
@@ -391,7 +413,8 @@ if config["lds"]["enabled"]:
 
 
 def final_targets():
-    return [f"results/tables/{t}.csv" for t in TABLES] + ["results/summary.json"] + figure_files()
+    return ([f"results/tables/{t}.csv" for t in TABLES] + ["results/summary.json", "results/summary.timing.json"]
+            + figure_files())
 
 
 # ------------------------------------------------------------------------------------------ rule inputs and params
@@ -438,9 +461,10 @@ def grouping_spec(wildcards):
 GROUPING_OPTIONS = {
     "individual": (),
     "random": ("seed", "within_class", "max_group_size", "oversize"),
-    "kmeans": ("seed", "within_class", "max_group_size", "oversize", "feature_dim"),
+    "kmeans": ("seed", "within_class", "max_group_size", "oversize", "proj_dim", "feature_dim"),
     "repr-kmeans": ("seed", "within_class", "max_group_size", "oversize"),
-    "grad-kmeans": ("seed", "within_class", "max_group_size", "oversize", "feature_dim", "gradient", "normalize"),
+    "grad-kmeans": ("seed", "within_class", "max_group_size", "oversize", "proj_dim", "feature_dim", "gradient",
+                    "normalize"),
 }
 
 
@@ -472,8 +496,13 @@ SCORING_OPTIONS = {"if": ("centre", "solve_for"), "tracin": (), "trak": ("kernel
 
 
 def feature_options(dataset, model, method):
-    """The method's options that its cached features depend on (see SCORING_OPTIONS)."""
-    return {k: v for k, v in method_options(dataset, model, method).items() if k not in SCORING_OPTIONS[method]}
+    """The method's options that its cached features depend on (see SCORING_OPTIONS). TRAK's projection
+    "auto" (the default) chooses dense or factored by its damping too, so there damping stays."""
+    opts = method_options(dataset, model, method)
+    scoring = set(SCORING_OPTIONS[method])
+    if method == "trak" and opts.get("projection", "auto") == "auto":
+        scoring.discard("damping")
+    return {k: v for k, v in opts.items() if k not in scoring}
 
 
 def cache_sides(dataset, model, method):
@@ -519,6 +548,8 @@ def attribute_inputs(variant, methods):
             "groups_timing": timing_file(
                 groups_file(wildcards.dataset, wildcards.model, wildcards.grouping, wildcards.size, variant)),
             "runs": [run_files(wildcards.dataset, wildcards.model, s, variant)[1] for s in range(m)],
+            "runs_timing": [timing_file(run_files(wildcards.dataset, wildcards.model, s, variant)[1])
+                            for s in range(m)],  # the training time, recorded with the attribution's
             "src": code_inputs("attribute"),
         }
         for meth in methods:
@@ -547,11 +578,12 @@ def retrain_params(wildcards):
 
 # evaluate.smk
 def aggregate_inputs(wildcards):
-    out = {"retrain": [], "baselines": [], "attr": [], "train": [], "prune": [], "noisy": [], "noisy_curve": [],
+    out = {"retrain": [], "baselines": [], "attr": [], "attr_timing": [], "train": [], "prune": [], "noisy": [], "noisy_curve": [],
            "noisy_info": [], "lds": [], "src": code_inputs("aggregate")}
     for d, m, meth, g, s in main_attributions():
         out["retrain"].append(f"results/{d}/{m}/retrain/{meth}/{g}-{s}.csv")
         out["attr"].append(attr_file(d, m, meth, g, s).replace(".npz", ".json"))
+        out["attr_timing"].append(timing_file(attr_file(d, m, meth, g, s)))
     if config["lds"]["enabled"]:
         out["lds"] = [f"results/{d}/{m}/lds/{g}-{s}.csv" for d, m in main_experiments() for g, s in groupings_of(d)]
     for d, m in main_experiments():
@@ -562,6 +594,7 @@ def aggregate_inputs(wildcards):
         d, m, runs = side
         out["prune"] = [f"results/{d}/{m}/pruning/prune/{meth}/{g}-{s}.csv" for meth, g, s in runs]
         out["attr"] += [attr_file(d, m, meth, g, s, "pruning/").replace(".npz", ".json") for meth, g, s in runs]
+        out["attr_timing"] += [timing_file(attr_file(d, m, meth, g, s, "pruning/")) for meth, g, s in runs]
     side = side_experiment("noisy_labels")
     if side:
         d, m, runs = side
@@ -570,6 +603,37 @@ def aggregate_inputs(wildcards):
         out["noisy_curve"] = [f"{b}.curve.csv" for b in base]
         out["noisy_info"] = [f"{b}.json" for b in base]
     return out
+
+
+# evaluate.smk
+def aggregate_keys(wildcards):
+    """{input path: its key (dataset, model, variant, method, grouping, group_size)} of every per-attribution
+    input of the aggregation: the tables are keyed by what the workflow planned, not by parsing paths."""
+    keys = {}
+
+    def add(paths, d, m, variant, meth, g, s):
+        for p in paths:
+            keys[p] = {"dataset": d, "model": m, "variant": variant, "method": meth, "grouping": g, "group_size": s}
+
+    for d, m, meth, g, s in main_attributions():
+        add([f"results/{d}/{m}/retrain/{meth}/{g}-{s}.csv", attr_file(d, m, meth, g, s).replace(".npz", ".json"),
+             timing_file(attr_file(d, m, meth, g, s))], d, m, "main", meth, g, s)
+    if config["lds"]["enabled"]:
+        for d, m in main_experiments():
+            for g, s in groupings_of(d):
+                add([f"results/{d}/{m}/lds/{g}-{s}.csv"], d, m, "main", None, g, s)
+    for exp, variant, folder in (("pruning", "pruning", "prune"), ("noisy_labels", "noisy", "detect")):
+        side = side_experiment(exp)
+        for meth, g, s in side[2] if side else []:
+            d, m = side[:2]
+            base = f"results/{d}/{m}/{variant}/{folder}/{meth}/{g}-{s}"
+            add([f"{base}.csv", f"{base}.curve.csv", f"{base}.json"], d, m, variant, meth, g, s)
+            if exp == "pruning":
+                add([attr_file(d, m, meth, g, s, "pruning/").replace(".npz", ".json"),
+                     timing_file(attr_file(d, m, meth, g, s, "pruning/"))], d, m, variant, meth, g, s)
+    for d, m in main_experiments():
+        add([f"results/{d}/{m}/retrain/baselines.csv"], d, m, "main", None, None, None)
+    return keys
 
 
 # figures.smk

@@ -12,7 +12,8 @@ MAIN_METHODS = config["attribution"]["methods"]
 
 rule retrain:
     output:
-        [f"results/{{dataset}}/{{model}}/retrain/{m}/{{grouping}}-{{size}}.csv" for m in MAIN_METHODS],
+        rows=[f"results/{{dataset}}/{{model}}/retrain/{m}/{{grouping}}-{{size}}.csv" for m in MAIN_METHODS],
+        timing=[f"results/{{dataset}}/{{model}}/retrain/{m}/{{grouping}}-{{size}}.timing.json" for m in MAIN_METHODS],
     input:
         data=lambda wc: data_file(wc.dataset),
         run=lambda wc: run_files(wc.dataset, wc.model, 0)[1],
@@ -36,7 +37,8 @@ rule retrain:
 
 rule baselines:
     output:
-        "results/{dataset}/{model}/retrain/baselines.csv",
+        rows="results/{dataset}/{model}/retrain/baselines.csv",
+        timing="results/{dataset}/{model}/retrain/baselines.timing.json",
     input:
         data=lambda wc: data_file(wc.dataset),
         run=lambda wc: run_files(wc.dataset, wc.model, 0)[1],
@@ -61,7 +63,9 @@ if config["pruning"]["enabled"]:
 
     rule prune:
         output:
-            [f"results/{{dataset}}/{{model}}/pruning/prune/{m}/{{grouping}}-{{size}}.csv" for m in PRUNING_METHODS],
+            rows=[f"results/{{dataset}}/{{model}}/pruning/prune/{m}/{{grouping}}-{{size}}.csv" for m in PRUNING_METHODS],
+            timing=[f"results/{{dataset}}/{{model}}/pruning/prune/{m}/{{grouping}}-{{size}}.timing.json"
+                    for m in PRUNING_METHODS],
         input:
             data=lambda wc: data_file(wc.dataset, "pruning"),
             run=lambda wc: run_files(wc.dataset, wc.model, 0, "pruning/")[1],
@@ -94,6 +98,7 @@ if config["noisy_labels"]["enabled"]:
             rows=[_NOISY.format(m=m) + ".csv" for m in NOISY_METHODS],
             curve=[_NOISY.format(m=m) + ".curve.csv" for m in NOISY_METHODS],
             info=[_NOISY.format(m=m) + ".json" for m in NOISY_METHODS],
+            timing=[_NOISY.format(m=m) + ".timing.json" for m in NOISY_METHODS],
         input:
             data=lambda wc: data_file(wc.dataset, "noisy"),
             runs=lambda wc: [run_files(wc.dataset, wc.model, s, "noisy/")[1]
@@ -125,7 +130,8 @@ if config["lds"]["enabled"]:
 
     rule lds:
         output:
-            "results/{dataset}/{model}/lds/{grouping}-{size}.csv",
+            rows="results/{dataset}/{model}/lds/{grouping}-{size}.csv",
+            timing="results/{dataset}/{model}/lds/{grouping}-{size}.timing.json",
         input:
             data=lambda wc: data_file(wc.dataset),
             run=lambda wc: run_files(wc.dataset, wc.model, 0)[1],
@@ -154,11 +160,13 @@ rule aggregate:
     output:
         tables=[f"results/tables/{t}.csv" for t in TABLES],
         summary="results/summary.json",
+        summary_timing="results/summary.timing.json",
     input:
         unpack(aggregate_inputs),
     params:
         removal=config["figures"]["removal"],
         tables=TABLES,
+        planned=aggregate_keys,
     log:
         "logs/aggregate.log",
     benchmark:

@@ -6,6 +6,8 @@ rule train:
     output:
         model="results/{dataset}/{model}/{variant}train/seed{seed}/model.pt",
         metrics="results/{dataset}/{model}/{variant}train/seed{seed}/metrics.json",
+        timing="results/{dataset}/{model}/{variant}train/seed{seed}/metrics.timing.json",
+        checkpoints=directory("results/{dataset}/{model}/{variant}train/seed{seed}/checkpoints"),
     input:
         data=lambda wc: data_file(wc.dataset, VARIANT_VIEW[wc.variant]),
         src=code_inputs("train"),

@@ -3,19 +3,22 @@
 Tables (results/tables/):
   retraining.csv        one row per retrained model: the attribution's removal, and the baselines
                         (kind random / none, with empty method and grouping)
-  runtime.csv           one row per attribution: the timing breakdown, the group size distribution, the
+  runtime.csv           one row per attribution: the timing breakdown (and training_s, the training time of
+                        the models it attributes, reported apart from it), the group size distribution, the
                         speedup over individual attribution (same data set, model and method) and the
                         grouping's share of that individual attribution's time (grouping_share)
-  training.csv          one row per trained model (training time is reported apart from attribution time)
+  training.csv          one row per trained model (its training time is in runtime.csv, training_s)
   pruning.csv           one row per retrained model of the pruning experiment
   noisy_labels.csv      one row per point of a detection curve (with the AUROC of its ranking)
+
+Every table except runtime.csv is the same bytes on every run of the same config: the timings are in the
+jobs' .timing.json sidecars, runtime.csv and summary.timing.json.
   noisy_retraining.csv  one row per retrained model after removing the flagged points
   lds.csv               one row per attribution: its group linear datamodeling score (mean Spearman over
                         targets, standard error over targets) from the subsets of its grouping
 """
 
 import json
-import re
 from pathlib import Path
 
 import pandas as pd
@@ -23,19 +26,16 @@ import workflow_io as wio
 
 log = wio.setup(snakemake, torch_threads=False)
 
-KEY = re.compile(r"results/(?P<dataset>[^/]+)/(?P<model>[^/]+)/(?:(?P<variant>noisy|pruning)/)?"
-                 r"(?:retrain|attr|prune|detect)/(?P<method>[^/]+)/(?P<grouping>[a-z](?:[a-z0-9-]*[a-z])?)-(?P<group_size>\d+)\.")
 KEYS = ["dataset", "model", "method", "grouping", "group_size"]
+#: {input path: {dataset, model, variant, method, grouping, group_size}}, as the workflow planned them
+PLANNED = snakemake.params.planned
 
 
 def key_of(path):
-    m = KEY.search(str(path))
-    if m is None:
-        raise ValueError(f"cannot read dataset/model/method/grouping-size from the path {path}")
-    d = m.groupdict()
-    d["group_size"] = int(d["group_size"])
-    d["variant"] = d["variant"] or "main"
-    return d
+    try:
+        return PLANNED[str(path)]
+    except KeyError:
+        raise ValueError(f"{path} is not among the inputs the workflow planned for the aggregation") from None
 
 
 def with_keys(frame, key, names=KEYS):
@@ -46,11 +46,7 @@ def with_keys(frame, key, names=KEYS):
 
 
 def rows_table(paths, baselines=()):
-    parts = [with_keys(pd.read_csv(p), key_of(p)) for p in paths]
-    for p in baselines:  # results/{dataset}/{model}/retrain/baselines.csv
-        dataset, model = Path(p).parts[-4], Path(p).parts[-3]
-        parts.append(with_keys(pd.read_csv(p), {"dataset": dataset, "model": model, "method": None,
-                                                "grouping": None, "group_size": None}))
+    parts = [with_keys(pd.read_csv(p), key_of(p)) for p in [*paths, *baselines]]  # baselines: no method, grouping
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=KEYS)
     return frame.astype({"group_size": "Int64"})
 
@@ -63,8 +59,9 @@ tables["retraining"] = rows_table(inp.retrain, inp.baselines)
 
 # runtime: timing breakdown and group sizes, one row per attribution
 runtime = []
-for p in inp.attr:
+for p, timing in zip(inp.attr, inp.attr_timing):
     info = json.loads(Path(p).read_text())
+    info["timing"] = json.loads(Path(timing).read_text())["timing"]
     key = key_of(p)
     runtime.append({**key, "grouping_method": info["grouping"], "n_train": info["n_train"], "n_targets": info["n_targets"], "ensemble": info["ensemble"],
                     "device": info["device"], **{f"groups_{k}": v for k, v in info["sizes"].items()},
@@ -95,7 +92,6 @@ if "noisy_labels" in out:
         meta = json.loads(Path(info).read_text())
         frame = with_keys(pd.read_csv(curve), key_of(curve))
         frame["auroc"] = meta["auroc"]
-        frame["attribution_s"] = meta["attribution_s"]
         frame["k"] = meta["meta"].get("k")
         frame["n_flipped"] = meta["meta"].get("n_flipped")
         curves.append(frame)
@@ -103,13 +99,7 @@ if "noisy_labels" in out:
     tables["noisy_retraining"] = rows_table(inp.noisy)
 
 if "lds" in out:
-    LDS_KEY = re.compile(r"results/(?P<dataset>[^/]+)/(?P<model>[^/]+)/lds/"
-                         r"(?P<grouping>[a-z](?:[a-z0-9-]*[a-z])?)-(?P<group_size>\d+)\.csv$")
-    parts = []
-    for p in inp.lds:
-        key = LDS_KEY.search(str(p)).groupdict()
-        key["group_size"] = int(key["group_size"])
-        parts.append(with_keys(pd.read_csv(p), key, ["dataset", "model", "grouping", "group_size"]))
+    parts = [with_keys(pd.read_csv(p), key_of(p), ["dataset", "model", "grouping", "group_size"]) for p in inp.lds]
     lds_table = pd.concat(parts, ignore_index=True)
     # the method column first, as in the other tables
     tables["lds"] = lds_table[KEYS + [c for c in lds_table.columns if c not in KEYS]]
@@ -121,16 +111,17 @@ for name, path in out.items():
 # summary.json (DVC metrics): accuracy on T after removing the top `removal`, attribution time, speedup
 removal = snakemake.params.removal
 summary = {"removal": removal, "retraining": {}, "baselines": {}}
+summary_timing = {"retraining": {}}  # the part measured on this machine: apart, in summary.timing.json
 ret = tables["retraining"]
 at = ret[(ret["kind"] == "attribution") & (ret["fraction"] == removal)]
 times = runtime[runtime["variant"] == "main"].set_index(KEYS) if not runtime.empty else None
 for key, g in at.groupby(KEYS):
     name = "/".join(map(str, key[:3])) + f"/{key[3]}-{key[4]}"
-    entry = {"accuracy_mean": round(float(g["accuracy"].mean()), 6), "seeds": int(g["seed"].nunique())}
+    summary["retraining"][name] = {"accuracy_mean": round(float(g["accuracy"].mean()), 6),
+                                   "seeds": int(g["seed"].nunique())}
     if times is not None and key in times.index:
-        entry["attribution_s"] = round(float(times.loc[key, "total_s"]), 4)
-        entry["speedup"] = round(float(times.loc[key, "speedup"]), 3)
-    summary["retraining"][name] = entry
+        summary_timing["retraining"][name] = {"attribution_s": round(float(times.loc[key, "total_s"]), 4),
+                                              "speedup": round(float(times.loc[key, "speedup"]), 3)}
 base = ret[ret["kind"].isin(["random", "none"])]
 for (dataset, model, kind), g in base.groupby(["dataset", "model", "kind"]):
     g = g[g["fraction"] == (removal if kind == "random" else 0.0)]
@@ -145,3 +136,4 @@ if "pruning" in tables:
     summary["pruning"] = {"/".join(map(str, k[:3])) + f"/{k[3]}-{k[4]}": {"accuracy_mean": round(float(g["accuracy"].mean()), 6)}
                           for k, g in top.groupby(KEYS)}
 wio.write_json(summary, snakemake.output.summary)
+wio.write_json(summary_timing, snakemake.output.summary_timing)

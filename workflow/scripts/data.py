@@ -5,6 +5,7 @@ import workflow_io as wio
 
 log = wio.setup(snakemake, torch_threads=False)
 
+from ggda.data import save_bundle  # noqa: E402
 import ggda.data  # noqa: E402
 
 p = snakemake.params.data
@@ -16,7 +17,7 @@ if p["validation"] is not None:
     bundle, extra["validation"] = validation_split(bundle, p["validation"], seed=p["validation_seed"])
 log.info("%r; extra splits: %s", bundle, {k: len(v) for k, v in extra.items()})
 
-wio.save_bundle(bundle, snakemake.output.bundle, extra)
+save_bundle(bundle, snakemake.output.bundle, extra)
 wio.write_json({"name": bundle.name, "n_train": len(bundle.train), "n_test": len(bundle.test),
                 "n_flipped": int(len(bundle.flipped)), **{f"n_{k}": len(v) for k, v in extra.items()},
                 "params": p, "meta": {k: v for k, v in bundle.meta.items() if not k.endswith("_indices")}},

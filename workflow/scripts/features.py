@@ -4,15 +4,16 @@ import workflow_io as wio
 
 log = wio.setup(snakemake)
 
+from ggda.data import load_bundle, target_subset  # noqa: E402
 import ggda  # noqa: E402
 
 p = snakemake.params
-data, extra = wio.load_bundle(snakemake.input.data)
+data, extra = load_bundle(snakemake.input.data)
 runs = wio.load_runs(snakemake.input.runs)[:p.ensemble]
 run = runs if p.method == "trak" else runs[0]
 if snakemake.rule == "target_features":
     t = p.targets
-    targets, _ = wio.target_subset(data.test if t["split"] == "test" else extra[t["split"]], t["m"], t["seed"])
+    targets, _ = target_subset(data.test if t["split"] == "test" else extra[t["split"]], t["m"], t["seed"])
     curvature = snakemake.input.get("curvature")
     features = ggda.featurize(p.method, run, data.train, targets, features=curvature, device=p.device,
                               progress=False, **p.options)

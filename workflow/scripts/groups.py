@@ -4,6 +4,7 @@ import workflow_io as wio
 
 log = wio.setup(snakemake)
 
+from ggda.data import load_bundle  # noqa: E402
 from ggda import grouping  # noqa: E402
 
 if snakemake.params.grouping["method"] in grouping.KMEANS_METHODS:
@@ -11,7 +12,7 @@ if snakemake.params.grouping["method"] in grouping.KMEANS_METHODS:
     # job, like importing torch, not part of the grouping time the job records
     import sklearn.cluster  # noqa: E402, F401
 
-data, _ = wio.load_bundle(snakemake.input.data)
+data, _ = load_bundle(snakemake.input.data)
 run = wio.load_runs([snakemake.input.run[1]])[0] if "run" in snakemake.input.keys() else None
 spec = snakemake.params.grouping
 groups = grouping.make(spec["method"], run, data, int(snakemake.wildcards.size), device=snakemake.params.device,

@@ -7,10 +7,11 @@ import workflow_io as wio
 
 log = wio.setup(snakemake)
 
+from ggda.data import load_bundle  # noqa: E402
 from ggda import train  # noqa: E402
 
 p = snakemake.params.train
-data, _ = wio.load_bundle(snakemake.input.data)
+data, _ = load_bundle(snakemake.input.data)
 run = train.fit(snakemake.wildcards.model, data, p["hparams"], seed=int(snakemake.wildcards.seed),
                 checkpoints=p["checkpoints"], device=snakemake.params.device, model_options=p["model_options"],
                 progress=False)

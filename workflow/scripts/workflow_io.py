@@ -1,12 +1,13 @@
 """What every workflow script shares: logging to the rule's log, threads, and atomic file I/O.
 
 No science here: the scripts call ggda; this module only moves data between files and Python objects.
-A prepared data set is kept as one torch file (``save_bundle`` / ``load_bundle``) so that later jobs
-read tensors instead of parsing (and possibly downloading) the published files again.
+A prepared data set is kept as one torch file (``ggda.data.save_bundle`` / ``load_bundle``) so that later
+jobs read tensors instead of parsing (and possibly downloading) the published files again.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -14,6 +15,8 @@ import sys
 import warnings
 from pathlib import Path
 from typing import Any
+
+import output_checksums
 
 log = logging.getLogger("ggda.workflow")
 
@@ -40,9 +43,29 @@ def limit_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def record_outputs_on_success(snakemake) -> None:
+    """Once the script has run to its end without an exception, record the checksums of the job's outputs
+    (:mod:`output_checksums`): a later change to any of them makes the workflow rebuild it."""
+    failed = []
+    hook = sys.excepthook
+
+    def note_failure(*exc_info):
+        failed.append(True)
+        hook(*exc_info)
+
+    def finish():
+        if not failed and all(os.path.exists(f) for f in snakemake.output):
+            output_checksums.record(snakemake.output, snakemake.rule)
+
+    sys.excepthook = note_failure
+    atexit.register(finish)
+
+
 def setup(snakemake, torch_threads: bool = True) -> logging.Logger:
     """Send logging, warnings, stdout and stderr of this job to its log file; limit every thread pool of
-    the job to its ``threads`` (:func:`limit_threads`; torch only where ``torch_threads``)."""
+    the job to its ``threads`` (:func:`limit_threads`; torch only where ``torch_threads``); record the
+    checksums of its outputs when it succeeds (:func:`record_outputs_on_success`)."""
+    record_outputs_on_success(snakemake)
     logfile = Path(snakemake.log[0])
     logfile.parent.mkdir(parents=True, exist_ok=True)
     stream = open(logfile, "a", buffering=1)
@@ -71,8 +94,10 @@ def atomic_path(path: str | os.PathLike):
 
 
 def write_json(obj: Any, path: str | os.PathLike) -> None:
+    from ggda._io import jsonable
+
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n")
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=jsonable) + "\n")
 
 
 def write_csv(frame, path: str | os.PathLike) -> None:
@@ -80,71 +105,17 @@ def write_csv(frame, path: str | os.PathLike) -> None:
         frame.to_csv(tmp, index=False)
 
 
-def _jsonable(obj: Any):
-    import numpy as np
-
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return str(obj)
+def timing_file(path: str | os.PathLike) -> Path:
+    """The timing sidecar of a result file (``x.csv`` or ``x.json`` -> ``x.timing.json``)."""
+    return Path(path).with_suffix(".timing.json")
 
 
-# --------------------------------------------------------------------------------------------- bundles
-
-
-def save_bundle(bundle, path: str | os.PathLike, extra: dict | None = None) -> None:
-    """Write a ggda DataBundle (and named extra TensorDatasets, e.g. a validation split) to one file."""
-    import torch
-
-    extra = extra or {}
-    payload = {
-        "name": bundle.name,
-        "train": list(bundle.train.tensors),
-        "test": list(bundle.test.tensors),
-        "num_classes": int(bundle.num_classes),
-        "class_names": list(bundle.class_names),
-        "feature_names": None if bundle.feature_names is None else list(bundle.feature_names),
-        "flipped": torch.as_tensor(bundle.flipped, dtype=torch.int64),
-        "clean_labels": torch.as_tensor(bundle.clean_labels, dtype=torch.int64),
-        "meta": json.dumps(bundle.meta, sort_keys=True, default=_jsonable),
-        "extra": {k: list(v.tensors) for k, v in extra.items()},
-    }
-    from ggda._io import save_torch  # through memory: the same payload is the same bytes
-
-    save_torch(payload, path)
-
-
-def load_bundle(path: str | os.PathLike):
-    """(DataBundle, {name: TensorDataset}) from a file written by :func:`save_bundle`."""
-    import torch
-    from torch.utils.data import TensorDataset
-
-    from ggda.data import DataBundle
-
-    p = torch.load(path, weights_only=True)
-    bundle = DataBundle(p["name"], TensorDataset(*p["train"]), TensorDataset(*p["test"]), p["num_classes"],
-                        p["class_names"], p["feature_names"], p["flipped"].numpy(), p["clean_labels"].numpy(),
-                        json.loads(p["meta"]))
-    return bundle, {k: TensorDataset(*v) for k, v in p["extra"].items()}
-
-
-def target_subset(dataset, m: int | None, seed: int):
-    """The attribution targets: ``dataset`` itself, or a seeded subset of m of its points (sorted); an m
-    above the split's size uses all of it, with a warning naming both sizes."""
-    if m is not None and m > len(dataset):
-        logging.getLogger("ggda.workflow").warning(
-            "attribution.targets=%d exceeds the %d points of the split: using all %d", m, len(dataset), len(dataset))
-    if m is None or m >= len(dataset):
-        return dataset, None
-    import numpy as np
-    import torch
-    from torch.utils.data import TensorDataset
-
-    idx = np.sort(np.random.default_rng(seed).choice(len(dataset), m, replace=False))
-    return TensorDataset(*(t[torch.from_numpy(idx)] for t in dataset.tensors)), idx
+def write_rows(frame, path: str | os.PathLike, timing: dict | None = None) -> None:
+    """Write the rows of an evaluation to ``path`` without their timing columns (seconds, named ``*_s``),
+    which go with ``timing`` to the :func:`timing_file` sidecar: identical runs give identical tables."""
+    seconds = [c for c in frame.columns if c.endswith("_s")]
+    write_csv(frame.drop(columns=seconds), path)
+    write_json({**(timing or {}), **{c: frame[c].tolist() for c in seconds}}, timing_file(path))
 
 
 def load_runs(metrics_files):
