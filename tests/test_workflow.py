@@ -525,6 +525,41 @@ def test_dvc_round_trip_restores_results_with_nothing_to_rerun(smoke, tmp_path):
     assert "up to date" in run([*dvc, "status"], clone)
 
 
+@pytest.mark.slow
+def test_retraining_one_job_per_seed_makes_the_same_bytes(smoke, tmp_path):
+    """retrain.granularity seed (clusters) splits every grouping's retraining into one job per method and
+    seed and gathers the rows: the same files, byte for byte, as one job per grouping."""
+    folder = copy_repo(tmp_path / "repo")
+    shutil.copytree(smoke["folder"] / "results", folder / "results")   # mtimes kept: only retraining reruns
+    config = write_config(folder, "seedjobs.yaml", retrain={"granularity": "seed"})
+    out = snakemake("--configfile", config, "--forcerun", "retrain_seed", cwd=folder).output
+    counts = job_counts(out)
+    n_attributions = 3 * 2          # methods x (individual, grad-kmeans-16) in smoke.yaml
+    assert counts["retrain_seed"] == 2 * n_attributions and counts["retrain_gather"] == n_attributions
+    assert "retrain" not in counts and "attribute" not in counts and "train" not in counts
+    first = smoke["folder"] / "results"
+    rows = sorted(p.relative_to(first) for p in (first / "breast_cancer/lr/retrain").rglob("*.csv"))
+    assert len(rows) == n_attributions + 1   # and the baselines
+    differ = [str(f) for f in [*rows, Path("tables/retraining.csv")]
+              if (first / f).read_bytes() != (folder / "results" / f).read_bytes()]
+    assert not differ, differ
+    assert job_counts(snakemake("-n", "--configfile", config, cwd=folder).output) == {}
+
+
+def test_the_slurm_profile_runs_retraining_one_job_per_seed(tmp_path):
+    """The cluster profile's config switches retraining to per-seed jobs: a dry run of the paper's config
+    with the profile's config entries plans retrain_seed jobs (methods x seeds per grouping) and no
+    retrain job. (The executor itself is tested against a real SLURM elsewhere.)"""
+    profile = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
+    assert any(str(c).startswith("retrain=") and "seed" in str(c) for c in profile["config"]), profile["config"]
+    out = snakemake("-n", "--configfile", str(REPO / "config/paper.yaml"), "--directory", str(tmp_path),
+                    "--config", *profile["config"], cwd=REPO).output
+    counts = job_counts(out)
+    paper = yaml.safe_load((REPO / "config/paper.yaml").read_text())
+    assert "retrain" not in counts
+    assert counts["retrain_seed"] == counts["retrain_gather"] * paper["retrain"]["seeds"]
+
+
 #: One damaged file of each kind (a prepared data set, a checkpoint, groups, cached features, scores, the
 #: rows of an evaluation, a table), truncated to half its size; and a retraining CSV that a failed job left
 #: deleted.
@@ -567,6 +602,7 @@ def test_profiles_name_existing_rules_and_the_main_command_settings():
     assert default["cores"] == "all" and "gpu=1" in default["resources"] and default["rerun-incomplete"]
     slurm = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
     assert slurm["executor"] == "slurm" and "gpu=1" in slurm["config"]
+    rules |= set(snakemake("--list-rules", "--config", *slurm["config"], cwd=REPO).output.split())  # its own rules
     assert set(slurm["set-resources"]) <= rules, set(slurm["set-resources"]) - rules
 
 

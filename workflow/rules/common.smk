@@ -188,8 +188,25 @@ GPU = (1 if _cuda_visible() else 0) if config["gpu"] == "auto" else int(config["
 DEVICE = config["device"]
 THREADS = config["threads"]
 
-#: sha256 of the validated config (defaults filled in): recorded in every figure's provenance.
-CONFIG_HASH = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+#: Config keys that only schedule work (which GPU, how many threads, how retrainings are split into jobs):
+#: the same results on a laptop and on a cluster, so they are left out of the config hash.
+SCHEDULING_KEYS = ("gpu", "threads", "retrain.granularity")
+
+
+def _results_config(cfg):
+    """The config without SCHEDULING_KEYS."""
+    out = json.loads(json.dumps(cfg, default=str))
+    for key in SCHEDULING_KEYS:
+        *parents, last = key.split(".")
+        node = out
+        for p in parents:
+            node = node.get(p, {})
+        node.pop(last, None)
+    return out
+
+
+#: sha256 of the validated config (defaults filled in), scheduling keys aside: in every figure's provenance.
+CONFIG_HASH = hashlib.sha256(json.dumps(_results_config(config), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _module_file(mod):
@@ -572,8 +589,15 @@ def target_params(variant):
 
 # evaluate.smk
 def retrain_params(wildcards):
-    return {"fractions": config["retrain"]["fractions"], "seeds": list(range(config["retrain"]["seeds"])),
-            "tie_seed": config["retrain"]["tie_seed"]}
+    """Fractions, seeds and tie seed of one retraining job: every seed, or the job's own (granularity seed)."""
+    seeds = [int(wildcards.seed)] if "seed" in wildcards.keys() else list(range(config["retrain"]["seeds"]))
+    return {"fractions": config["retrain"]["fractions"], "seeds": seeds, "tie_seed": config["retrain"]["tie_seed"]}
+
+
+def retrain_file(dataset, model, method, grouping, size, seed=None):
+    """The retraining rows of one attribution (seed: of one retraining seed, with granularity seed)."""
+    base = f"results/{dataset}/{model}/retrain/{method}/{grouping}-{size}"
+    return f"{base}.csv" if seed is None else f"{base}/seed{seed}.csv"
 
 
 # evaluate.smk

@@ -1,6 +1,8 @@
-# Evaluation (ggda.evaluation): one retraining job per grouping (data set x model x grouping x size) covers
-# the attributions of every method, all removal fractions and all seeds (see attribute.smk for why methods
-# share a job); the random and no-removal baselines are retrained once per data set x model in their own job.
+# Evaluation (ggda.evaluation): with retrain.granularity "grouping" (the default) one retraining job per
+# grouping (data set x model x grouping x size) covers the attributions of every method, all removal
+# fractions and all seeds (see attribute.smk for why methods share a job); with "seed" (clusters: many GPUs
+# share the work) one job per grouping x method x seed, whose rows retrain_gather joins per method into the
+# same file, byte for byte. The random and no-removal baselines are retrained once per data set x model in their own job.
 # Side experiments: dataset pruning and noisy-label detection (config keys pruning, noisy_labels), and the
 # group linear datamodeling score of every main attribution (config key lds): one job per grouping, whose
 # S retrained subset models serve every method.
@@ -10,29 +12,75 @@
 MAIN_METHODS = config["attribution"]["methods"]
 
 
-rule retrain:
-    output:
-        rows=[f"results/{{dataset}}/{{model}}/retrain/{m}/{{grouping}}-{{size}}.csv" for m in MAIN_METHODS],
-        timing=[f"results/{{dataset}}/{{model}}/retrain/{m}/{{grouping}}-{{size}}.timing.json" for m in MAIN_METHODS],
-    input:
-        data=lambda wc: data_file(wc.dataset),
-        run=lambda wc: run_files(wc.dataset, wc.model, 0)[1],
-        scores=lambda wc: [attr_file(wc.dataset, wc.model, m, wc.grouping, wc.size) for m in MAIN_METHODS],
-        src=code_inputs("retrain"),
-    params:
-        methods=MAIN_METHODS,
-        retrain=retrain_params,
-        targets=target_params(""),
-        device=DEVICE,
-    log:
-        "logs/retrain/{dataset}/{model}/{grouping}-{size}.log",
-    benchmark:
-        "results/benchmarks/retrain/{dataset}/{model}/{grouping}-{size}.tsv"
-    threads: THREADS
-    resources:
-        gpu=GPU,
-    script:
-        "../scripts/retrain.py"
+if config["retrain"]["granularity"] == "grouping":
+
+    rule retrain:
+        output:
+            rows=[retrain_file("{dataset}", "{model}", m, "{grouping}", "{size}") for m in MAIN_METHODS],
+            timing=[timing_file(retrain_file("{dataset}", "{model}", m, "{grouping}", "{size}")) for m in MAIN_METHODS],
+        input:
+            data=lambda wc: data_file(wc.dataset),
+            run=lambda wc: run_files(wc.dataset, wc.model, 0)[1],
+            scores=lambda wc: [attr_file(wc.dataset, wc.model, m, wc.grouping, wc.size) for m in MAIN_METHODS],
+            src=code_inputs("retrain"),
+        params:
+            methods=MAIN_METHODS,
+            retrain=retrain_params,
+            targets=target_params(""),
+            device=DEVICE,
+        log:
+            "logs/retrain/{dataset}/{model}/{grouping}-{size}.log",
+        benchmark:
+            "results/benchmarks/retrain/{dataset}/{model}/{grouping}-{size}.tsv"
+        threads: THREADS
+        resources:
+            gpu=GPU,
+        script:
+            "../scripts/retrain.py"
+
+else:  # granularity seed: one job per grouping x method x seed, then the rows gathered per method
+
+    rule retrain_seed:
+        output:
+            rows=[retrain_file("{dataset}", "{model}", "{method}", "{grouping}", "{size}", "{seed}")],
+            timing=[timing_file(retrain_file("{dataset}", "{model}", "{method}", "{grouping}", "{size}", "{seed}"))],
+        input:
+            data=lambda wc: data_file(wc.dataset),
+            run=lambda wc: run_files(wc.dataset, wc.model, 0)[1],
+            scores=lambda wc: [attr_file(wc.dataset, wc.model, wc.method, wc.grouping, wc.size)],
+            src=code_inputs("retrain"),
+        params:
+            methods=lambda wc: [wc.method],
+            retrain=retrain_params,
+            targets=target_params(""),
+            device=DEVICE,
+        log:
+            "logs/retrain/{dataset}/{model}/{method}/{grouping}-{size}/seed{seed}.log",
+        benchmark:
+            "results/benchmarks/retrain/{dataset}/{model}/{method}/{grouping}-{size}/seed{seed}.tsv"
+        threads: THREADS
+        resources:
+            gpu=GPU,
+        script:
+            "../scripts/retrain.py"
+
+    rule retrain_gather:
+        output:
+            rows=retrain_file("{dataset}", "{model}", "{method}", "{grouping}", "{size}"),
+            timing=timing_file(retrain_file("{dataset}", "{model}", "{method}", "{grouping}", "{size}")),
+        input:
+            rows=lambda wc: [retrain_file(wc.dataset, wc.model, wc.method, wc.grouping, wc.size, s)
+                             for s in range(config["retrain"]["seeds"])],
+            timing=lambda wc: [timing_file(retrain_file(wc.dataset, wc.model, wc.method, wc.grouping, wc.size, s))
+                               for s in range(config["retrain"]["seeds"])],
+            src=code_inputs("gather_rows"),
+        log:
+            "logs/retrain_gather/{dataset}/{model}/{method}/{grouping}-{size}.log",
+        benchmark:
+            "results/benchmarks/retrain_gather/{dataset}/{model}/{method}/{grouping}-{size}.tsv"
+        threads: 1
+        script:
+            "../scripts/gather_rows.py"
 
 
 rule baselines:
