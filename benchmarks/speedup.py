@@ -124,7 +124,8 @@ def main(argv=None) -> pd.DataFrame:
     ap.add_argument("--proj-dim", type=int, default=512, help="projection dimension for TracIn and TRAK")
     ap.add_argument("--trak-models", type=int, default=1, help="TRAK ensemble size")
     ap.add_argument("--checkpoints", type=int, default=3, help="TracIn checkpoints")
-    ap.add_argument("--feature-dim", type=int, default=64, help="grad-kmeans feature dimension")
+    ap.add_argument("--grouping-dim", "--feature-dim", dest="grouping_dim", type=int, default=64,
+                    help="grad-kmeans and kmeans projection dimension (grouping proj_dim)")
     ap.add_argument("--if-params", default="auto", help="IF parameters: all, last, or auto (last when p > 5000)")
     ap.add_argument("--cg-max-iter", type=int, default=None, help="IF: cap on conjugate-gradient iterations")
     ap.add_argument("--repeats", type=int, default=3)
@@ -157,7 +158,7 @@ def main(argv=None) -> pd.DataFrame:
     groupings = {}  # (name, size) -> Groups, made once for every method and projection
     for gname in args.groupings.split(","):
         for size in map(int, args.sizes.split(",")):
-            groupings[gname, size] = grouping.make(gname, runs[0], data, size, seed=0, proj_dim=args.proj_dim,
+            groupings[gname, size] = grouping.make(gname, runs[0], data, size, seed=0, proj_dim=args.grouping_dim,
                                                    device=args.device)
     dense_individual_total = {}
     for method, projection in [(m, pr) for m in args.methods.split(",") for pr in args.projections.split(",")]:
@@ -183,7 +184,7 @@ def main(argv=None) -> pd.DataFrame:
                 attr, t, mem = run_config(method, runs, data, targets, groups, options, args.repeats)
                 # grouping time: median of fresh groupings, features included
                 t["grouping_s"] = statistics.median(
-                    grouping.make(gname, runs[0], data, size, seed=0, proj_dim=args.proj_dim,
+                    grouping.make(gname, runs[0], data, size, seed=0, proj_dim=args.grouping_dim,
                                   device=args.device).seconds for _ in range(args.repeats))
                 t["total_s"] = sum(t[k] for k in ("grouping_s", "train_gradients_s", "target_gradients_s",
                                                   "solve_s", "scoring_s"))
