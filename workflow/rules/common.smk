@@ -325,7 +325,9 @@ def _load_script_module(name):
 # records its outputs' checksums (workflow/scripts/output_checksums.py); here, before the DAG is built, a
 # damaged output gets the mtime 0, so that its job and everything downstream rerun.
 _checksums = _load_script_module("output_checksums")
-for _output, _rule, _why in _checksums.damaged():
+# Only the main snakemake process: a cluster job re-reads the workflow, and must not mark a file that a
+# job running beside it has just written and not yet recorded.
+for _output, _rule, _why in _checksums.damaged() if workflow.is_main_process else []:
     logger.warning(f"{_output} no longer matches what rule {_rule} wrote ({_why}): it will be rebuilt")
     _checksums.mark_for_rebuild(_output)
 
