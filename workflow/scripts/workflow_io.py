@@ -105,17 +105,14 @@ def write_csv(frame, path: str | os.PathLike) -> None:
         frame.to_csv(tmp, index=False)
 
 
-def timing_file(path: str | os.PathLike) -> Path:
-    """The timing sidecar of a result file (``x.csv`` or ``x.json`` -> ``x.timing.json``)."""
-    return Path(path).with_suffix(".timing.json")
-
-
 def write_rows(frame, path: str | os.PathLike, timing: dict | None = None) -> None:
     """Write the rows of an evaluation to ``path`` without their timing columns (seconds, named ``*_s``),
-    which go with ``timing`` to the :func:`timing_file` sidecar: identical runs give identical tables."""
+    which go with ``timing`` to its sidecar (``ggda._io.timing_path``): identical runs give identical tables."""
+    from ggda._io import timing_path
+
     seconds = [c for c in frame.columns if c.endswith("_s")]
     write_csv(frame.drop(columns=seconds), path)
-    write_json({**(timing or {}), **{c: frame[c].tolist() for c in seconds}}, timing_file(path))
+    write_json({**(timing or {}), **{c: frame[c].tolist() for c in seconds}}, timing_path(path))
 
 
 def load_runs(metrics_files):
