@@ -72,6 +72,7 @@ import ggda
 from ggda import grouping, train
 from ggda import gradients as ggda_gradients
 from ggda.attribution.influence import default_damping
+from bench_output import write_and_show
 
 log = logging.getLogger("peers")
 
@@ -594,19 +595,11 @@ def main(argv=None) -> pd.DataFrame:
         dataset, model_name = pair.split("/")
         rows += run_pair(dataset, model_name, args)
     df = pd.DataFrame(rows).reindex(columns=COLUMNS + ["group_size", "repeats", "threads", "torch", "machine"])
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, out)
     show = ["dataset", "model", "method", "peer", "spearman", "pearson", "topk_overlap", "ggda_s", "peer_s",
             "ratio_ggda_over_peer", "ggda_group_s", "peer_over_ggda_group", "fast_spearman", "fast_s",
             "ratio_fast_over_peer", "peer_over_fast_group", "status"]
-    with pd.option_context("display.width", 250, "display.max_columns", 30, "display.max_colwidth", 70,
-                           "display.float_format", "{:.3g}".format):
-        print(f"\nggda against its peers ({torch.get_num_threads()} threads, medians of {args.repeats}), "
-              f"written to {out}\n")
-        print(df[show].to_string(index=False))
+    write_and_show(df, args.out, show,
+                   f"ggda against its peers ({torch.get_num_threads()} threads, medians of {args.repeats})")
     return df
 
 

@@ -30,7 +30,6 @@ import platform
 import statistics
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -38,6 +37,7 @@ import torch
 
 import ggda
 from ggda import grouping, train
+from bench_output import write_and_show
 
 log = logging.getLogger("speedup")
 
@@ -216,19 +216,12 @@ def main(argv=None) -> pd.DataFrame:
             log.info("%s %s %s-%d: total %.3f s, speedup %.1fx (train side %.1fx)", method, projection, gname, size,
                      t["total_s"], rows[-1]["speedup_with_grouping"], rows[-1]["speedup_train_side"])
     df = pd.DataFrame(rows)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, out)
     cols = ["method", "projection", "grouping", "group_size", "k", "size_median", "size_max", "grouping_s", "train_gradients_s",
             "target_gradients_s", "solve_s", "scoring_s", "total_s", "speedup_train_side", "speedup_no_grouping",
             "speedup_with_grouping", "x_vs_individual_dense", "train_grad_per_pass_over_epoch", "total_over_epoch",
             "peak_mem_mb", "fidelity", "sum_rel_err"]
-    with pd.option_context("display.width", 250, "display.max_columns", 30, "display.float_format", "{:.3g}".format):
-        print(f"\n{args.dataset}/{args.model}: n={n}, targets={m}, p={p}, one epoch {epoch_s:.3f} s "
-              f"(median of {args.repeats}), written to {out}\n")
-        print(df[cols].to_string(index=False))
+    write_and_show(df, args.out, cols, f"{args.dataset}/{args.model}: n={n}, targets={m}, p={p}, one epoch "
+                                       f"{epoch_s:.3f} s (median of {args.repeats})")
     return df
 
 

@@ -305,3 +305,9 @@ def test_evaluation_uses_only_what_ggda_attribution_exports():
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("attribution"):
                 assert node.module == "attribution", f"{path.name} imports ggda.{node.module}"
                 assert {a.name for a in node.names} <= set(ggda.attribution.__all__), path.name
+
+
+def test_pruning_names_an_unknown_option(split_run):
+    bundle, _, run, _ = split_run
+    with pytest.raises(TypeError, match="pruning.*'seed'.*seeds"):
+        pruning(run, bundle, np.zeros(len(bundle.train)), fractions=(0.1,), seed=0)

@@ -17,11 +17,13 @@ def peers():
     spec = importlib.util.spec_from_file_location("peers_benchmark", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses resolve the module's annotations through sys.modules
+    sys.path.insert(0, str(SCRIPT.parent))  # as when run as a script: its sibling modules are importable
     try:
         spec.loader.exec_module(module)
         yield module
     finally:
         sys.modules.pop(spec.name, None)
+        sys.path.remove(str(SCRIPT.parent))
 
 
 @pytest.fixture

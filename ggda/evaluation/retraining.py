@@ -191,6 +191,23 @@ def _experiment(run, data, order, fractions, seeds, eval_set, baselines, hparams
     return EvalResult(rows, meta)
 
 
+#: Options shared by the ranked removal experiments (retraining score and pruning), with their defaults.
+REMOVAL_OPTIONS = ("seeds", "tie_seed", "baselines", "hparams", "device", "progress")
+
+
+def _ranked_removal(run, data, importance, end: str, fractions, eval_set, seeds=(0, 1, 2), tie_seed=0,
+                    baselines=True, hparams=None, device="auto", progress=True) -> EvalResult:
+    """Remove round(p n) points from the ``end`` ("highest" or "lowest") of ``importance``, retrain, measure
+    ``eval_set`` (default ``data.test``): the retraining score and pruning differ only in that end."""
+    imp = as_importance(importance, len(data.train))
+    order = removal_order(imp if end == "highest" else -imp, tie_seed)
+    evaluation = "retraining_score" if end == "highest" else "pruning"
+    return _experiment(run, data, order, _check_fractions(fractions), _check_seeds(seeds),
+                       data.test if eval_set is None else eval_set, baselines, hparams, device, progress,
+                       evaluation.replace("_", " "), {"evaluation": evaluation, "tie_seed": tie_seed,
+                                                      "removed_end": end})
+
+
 # ----------------------------------------------------------------------------------------- public
 def retraining_score(
     run,
@@ -224,13 +241,8 @@ def retraining_score(
     Returns an EvalResult: rows (kind, fraction, seed, n_removed, accuracy, loss, retrain_s) with accuracy
     a fraction on T, loss the mean cross-entropy on T in nats and retrain_s training seconds.
     """
-    n = len(data.train)
-    imp = as_importance(importance, n)
-    targets = data.test if targets is None else targets
-    order = removal_order(imp, tie_seed)
-    return _experiment(run, data, order, _check_fractions(fractions), _check_seeds(seeds), targets, baselines,
-                       hparams, device, progress, "retraining score",
-                       {"evaluation": "retraining_score", "tie_seed": tie_seed, "removed_end": "highest"})
+    return _ranked_removal(run, data, importance, "highest", fractions, targets, seeds=seeds, tie_seed=tie_seed,
+                           baselines=baselines, hparams=hparams, device=device, progress=progress)
 
 
 def baseline_scores(
@@ -252,19 +264,8 @@ def baseline_scores(
                        {"evaluation": "baselines"}, attribution=False)
 
 
-def pruning(
-    run,
-    data,
-    importance,
-    fractions: Sequence[float] = (0.1, 0.2, 0.3, 0.5),
-    seeds: Sequence[int] = (0, 1, 2),
-    eval_set: TensorDataset | None = None,
-    tie_seed: int = 0,
-    baselines: bool = True,
-    hparams=None,
-    device: str | torch.device = "auto",
-    progress: bool = True,
-) -> EvalResult:
+def pruning(run, data, importance, fractions: Sequence[float] = (0.1, 0.2, 0.3, 0.5),
+            eval_set: TensorDataset | None = None, **options) -> EvalResult:
     """Dataset pruning: remove the p% *least* important training points, retrain, report accuracy.
 
     importance: float (n,) over ``data.train``, computed by the caller for a validation split that is
@@ -272,12 +273,11 @@ def pruning(
         ``attribute(method, run, data.train, val, groups).importance()``. Negative values (harmful
         points) are removed first, then the least useful; ties are broken by a seeded random order.
     eval_set: where accuracy and loss are measured (default ``data.test``).
-    Other arguments as :func:`retraining_score`. A good ranking keeps accuracy above random pruning.
+    options: ``seeds``, ``tie_seed``, ``baselines``, ``hparams``, ``device``, ``progress``, as in
+        :func:`retraining_score`. A good ranking keeps accuracy above random pruning.
     """
-    n = len(data.train)
-    imp = as_importance(importance, n)
-    eval_set = data.test if eval_set is None else eval_set
-    order = removal_order(-imp, tie_seed)
-    return _experiment(run, data, order, _check_fractions(fractions), _check_seeds(seeds), eval_set, baselines,
-                       hparams, device, progress, "pruning",
-                       {"evaluation": "pruning", "tie_seed": tie_seed, "removed_end": "lowest"})
+    unknown = sorted(set(options) - set(REMOVAL_OPTIONS))
+    if unknown:
+        raise TypeError(f"pruning() got unexpected option(s) {', '.join(map(repr, unknown))}; it takes "
+                        f"{', '.join(REMOVAL_OPTIONS)} besides run, data, importance, fractions and eval_set")
+    return _ranked_removal(run, data, importance, "lowest", fractions, eval_set, **options)
