@@ -72,7 +72,7 @@ import ggda
 from ggda import grouping, train
 from ggda import gradients as ggda_gradients
 from ggda.attribution.influence import default_damping
-from bench_output import write_and_show
+from bench_output import parse_args, write_and_show
 
 log = logging.getLogger("peers")
 
@@ -233,7 +233,7 @@ def ggda_options(method: str, s: Setup) -> dict:
     if method == "trak":
         # the dense seeded matrix is the one the peers can be given; other projections cannot be shared
         dense = {"projection": "dense"} if accepts("trak", "projection") else {}
-        return {"proj_dim": s.proj_dim, "damping": s.trak_damping, **dense}
+        return {"proj_dim": s.proj_dim, "relative_damping": s.trak_damping, **dense}
     # dattri differentiates the loss twice: the exact Hessian, which for lr is ggda's (faster) Gauss-Newton one
     curvature = "gauss-newton" if s.run.model_name == "lr" else "hessian"
     return {"damping": s.if_damping, "solver": s.if_solver, "curvature": curvature, "params": s.if_params,
@@ -249,7 +249,7 @@ def fast_options(method: str, s: Setup) -> dict | None:
     if method == "tracin":
         return {"checkpoints": s.checkpoints, "proj_dim": s.proj_dim, "projection": "factored"}
     if method == "trak":
-        return {"proj_dim": s.proj_dim, "damping": s.trak_damping, "projection": "factored"}
+        return {"proj_dim": s.proj_dim, "relative_damping": s.trak_damping, "projection": "factored"}
     return {"damping": s.if_damping, "projection": "factored", "proj_dim": s.proj_dim, "centre": False}
 
 
@@ -577,13 +577,7 @@ def main(argv=None) -> pd.DataFrame:
     ap.add_argument("--cg-max-iter", type=int, default=200, help="CG iterations (--if-solver cg)")
     ap.add_argument("--group-size", type=int, default=64, help="group size of ggda's group attribution")
     ap.add_argument("--top-k", type=int, default=None, help="k of the top-k overlap (default max(10, 1%% of n))")
-    ap.add_argument("--repeats", type=int, default=3, help="timed calls per measurement (median)")
-    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (both sides)")
-    ap.add_argument("--out", default="benchmarks/out/peers.csv")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_args(ap, argv, "benchmarks/out/peers.csv")
     if args.dataset or args.model:
         if not (args.dataset and args.model):
             ap.error("--dataset and --model go together")

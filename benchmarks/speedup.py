@@ -37,7 +37,7 @@ import torch
 
 import ggda
 from ggda import grouping, train
-from bench_output import write_and_show
+from bench_output import parse_args, write_and_show
 
 log = logging.getLogger("speedup")
 
@@ -128,14 +128,8 @@ def main(argv=None) -> pd.DataFrame:
                     help="grad-kmeans and kmeans projection dimension (grouping proj_dim)")
     ap.add_argument("--if-params", default="auto", help="IF parameters: all, last, or auto (last when p > 5000)")
     ap.add_argument("--cg-max-iter", type=int, default=None, help="IF: cap on conjugate-gradient iterations")
-    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    ap.add_argument("--out", default="benchmarks/out/speedup.csv")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_args(ap, argv, "benchmarks/out/speedup.csv")
 
     # mnist: the first n training images in file order (the files measured in benchmarks/README.md held
     # exactly the first 10,000)

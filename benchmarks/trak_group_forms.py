@@ -68,7 +68,7 @@ def main(argv=None) -> pd.DataFrame:
     rows = []
     for kernel, damping in itertools.product(KERNELS, [float(d) for d in args.dampings.split(",")]):
         attr = ggda.attribute("trak", run, data.train, targets, groups, proj_dim=proj_dim, projection="dense",
-                              kernel=kernel, damping=damping, progress=False)
+                              kernel=kernel, relative_damping=damping, progress=False)
         rho = spearman_columns(attr.scores.T, actual.T)
         r = np.corrcoef(attr.scores.sum(0), actual.sum(0))[0, 1]
         rows.append({"kernel": kernel, "damping": damping, "spearman_mean": float(np.nanmean(rho)),

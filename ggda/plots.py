@@ -28,6 +28,7 @@ atomically with a provenance JSON beside it.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ from . import provenance
 from ._io import atomic_path
 from .stats import standard_error
 
-__all__ = ["ablation", "fidelity", "tradeoff", "pruning", "noisy_labels", "lds", "save", "label", "FIGURES",
+__all__ = ["ablation", "removal_curves", "tradeoff", "pruning", "noisy_labels", "lds", "save", "label", "FIGURES",
            "GROUPING_ORDER", "METHOD_NAMES"]
 
 #: The order groupings appear in (legends, bars).
@@ -192,7 +193,7 @@ def ablation(retraining: pd.DataFrame, runtime: pd.DataFrame, dataset: str, remo
     return fig
 
 
-def fidelity(retraining: pd.DataFrame, group_size: int = 16, grouping: str = "grad-kmeans") -> plt.Figure:
+def removal_curves(retraining: pd.DataFrame, group_size: int = 16, grouping: str = "grad-kmeans") -> plt.Figure:
     """Accuracy on the targets vs fraction removed (the paper's figure 2): individual attribution against
     ``grouping`` at ``group_size``, per method (columns) and data set/model (rows), with the random-removal
     baseline; fraction 0 is the no-removal model. Error bands: standard error over seeds."""
@@ -223,9 +224,16 @@ def fidelity(retraining: pd.DataFrame, group_size: int = 16, grouping: str = "gr
             ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
     if axes[0, -1].get_legend() is not None:
         sns.move_legend(axes[0, -1], "upper left", bbox_to_anchor=(1.02, 1), title="")
-    fig.suptitle("Fidelity across removal fractions (lower = more faithful)")
+    fig.suptitle("Accuracy on the targets after removing the top-ranked points (lower = more faithful)")
     fig.tight_layout()
     return fig
+
+
+def fidelity(retraining: pd.DataFrame, group_size: int = 16, grouping: str = "grad-kmeans") -> plt.Figure:
+    """Deprecated old name of :func:`removal_curves` (``fidelity`` is the grouping metric
+    :func:`ggda.grouping.fidelity`)."""
+    warnings.warn("ggda.plots.fidelity is deprecated: use ggda.plots.removal_curves", FutureWarning, stacklevel=2)
+    return removal_curves(retraining, group_size, grouping)
 
 
 def tradeoff(retraining: pd.DataFrame, runtime: pd.DataFrame, removal: float = 0.2) -> plt.Figure:
@@ -429,7 +437,7 @@ def lds(lds_rows: pd.DataFrame, runtime: pd.DataFrame | None = None) -> plt.Figu
 
 FIGURES = {
     "ablation": (ablation, ("retraining", "runtime")),
-    "fidelity": (fidelity, ("retraining",)),
+    "removal-curves": (removal_curves, ("retraining",)),
     "tradeoff": (tradeoff, ("retraining", "runtime")),
     "pruning": (pruning, ("pruning",)),
     "noisy-labels": (noisy_labels, ("noisy_labels", "noisy_retraining")),

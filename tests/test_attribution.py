@@ -221,7 +221,7 @@ def test_trak_group_kernel_predicts_leave_one_group_out_retraining(cancer):
         attr = attribute("trak", run, cancer.train, targets, groups, proj_dim=None, progress=False, **kw)
         return float(np.nanmean(spearman_columns(attr.scores.T, actual.T)))
 
-    default, undamped = agreement(), agreement(damping=1e-6)
+    default, undamped = agreement(), agreement(relative_damping=1e-6)
     assert default > 0.6 and default > undamped + 0.3
     assert agreement(kernel="individual") > 0.6
 

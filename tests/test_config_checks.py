@@ -99,7 +99,7 @@ def test_schema_option_keys_are_the_library_signatures():
         assert _schema_keys("$defs", f"options_{method}") == keys, method
     _, grouping = signatures.grouping_options()
     assert _schema_keys("$defs", "grouping_options") == grouping
-    assert _schema_keys("properties", "grouping") == grouping
+    assert _schema_keys("properties", "grouping_options") == grouping
     assert _schema_keys("$defs", "hparams") == signatures.hparams_options()[1]
     # every model has options read from its class; a **kwargs there would hide them
     assert signatures.model_options()["cnn"][1] == {"channels", "hidden"}

@@ -190,11 +190,11 @@ def test_factored_trak_agrees_with_unprojected(digits, digit_runs, name):
     run = digit_runs[name]
     targets = torch.utils.data.TensorDataset(*(t[:20] for t in digits.test.tensors))
     params = "all" if name == "lr" else "last"
-    # near-exact solves (damping 1e-6) on both sides: the projection is under test, not the ridge
+    # near-exact solves (relative damping 1e-6) on both sides: the projection is under test, not the ridge
     exact = ggda.attribute("trak", run, digits.train, targets, progress=False, device="cpu", proj_dim=None,
-                           params=params, damping=1e-6)
+                           params=params, relative_damping=1e-6)
     fact = ggda.attribute("trak", run, digits.train, targets, progress=False, device="cpu", proj_dim=600,
-                          params=params, projection="factored", damping=1e-6)
+                          params=params, projection="factored", relative_damping=1e-6)
     assert fact.options["proj_layers"][0][4] < 65  # the input side really is projected
     assert _mean_spearman(fact.scores, exact.scores) >= 0.9
 
@@ -247,8 +247,8 @@ def test_auto_projection_is_factored_only_where_every_layer_is_supported(small_d
     assert resolve_projection(ann, "all", 64, "auto") == "dense"        # both factors of a layer projected
     assert resolve_projection(ann, "last", 256, "auto") == "factored"   # the head keeps its 10 outputs whole
     assert resolve_projection(lr, "all", 512, "auto") == "factored"
-    assert resolve_projection(lr, "all", 512, "auto", damping=1e-6) == "dense"  # a whitening kernel solve
-    assert resolve_projection(lr, "all", 512, "auto", damping=1e-6, dense=False) == "factored"  # IF
+    assert resolve_projection(lr, "all", 512, "auto", relative_damping=1e-6) == "dense"  # a whitening kernel solve
+    assert resolve_projection(lr, "all", 512, "auto", relative_damping=1e-6, dense=False) == "factored"  # IF
     assert resolve_projection(lr, "all", 650, "auto") == "none"         # nothing to gain from a projection
     assert resolve_projection(ann, "all", None, "auto") == "dense"      # no projection asked for
     assert resolve_projection(bert, "all", 64, "auto") == "dense"       # LayerNorm, embeddings

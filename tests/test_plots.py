@@ -69,9 +69,9 @@ def test_ablation_of_an_unknown_dataset_says_so():
     assert "no retraining rows" in fig.get_axes()[0].texts[0].get_text()
 
 
-def test_fidelity_and_tradeoff_grid():
+def test_removal_curves_and_tradeoff_grid():
     ret, rt = _retraining(datasets=("digits", "breast_cancer")), _runtime(datasets=("digits", "breast_cancer"))
-    assert len(plots.fidelity(ret, group_size=16).get_axes()) == 4 * 3
+    assert len(plots.removal_curves(ret, group_size=16).get_axes()) == 4 * 3
     fig = plots.tradeoff(ret, rt, removal=0.2)
     axes = fig.get_axes()
     assert len(axes) == 4 * 3
@@ -95,21 +95,21 @@ def test_pruning_and_noisy_labels():
 
 def test_missing_column_names_it():
     with pytest.raises(ValueError, match=r"retraining table lacks the column\(s\) \['accuracy'\]"):
-        plots.fidelity(_retraining().drop(columns="accuracy"))
+        plots.removal_curves(_retraining().drop(columns="accuracy"))
 
 
 def test_save_writes_every_format_atomically_with_provenance(tmp_path):
     table = tmp_path / "retraining.csv"
     _retraining().to_csv(table, index=False)
-    fig = plots.fidelity(pd.read_csv(table), group_size=16)
+    fig = plots.removal_curves(pd.read_csv(table), group_size=16)
     outs = [tmp_path / "fig.png", tmp_path / "fig.pdf"]
-    record = plots.save(fig, outs, inputs=[table], config_hash="abc123", figure="fidelity")
+    record = plots.save(fig, outs, inputs=[table], config_hash="abc123", figure="removal-curves")
     assert all(p.stat().st_size > 1000 for p in outs)
     assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left behind
     prov = json.loads((tmp_path / "fig.provenance.json").read_text())
     assert prov == json.loads(json.dumps(record))
     assert prov["inputs"][str(table)] == hashlib.sha256(table.read_bytes()).hexdigest()
-    assert prov["config_hash"] == "abc123" and prov["figure"] == "fidelity"
+    assert prov["config_hash"] == "abc123" and prov["figure"] == "removal-curves"
     assert prov["packages"]["seaborn"] and prov["packages"]["matplotlib"]
     assert prov["device"]["cpu_count"] >= 1
     assert set(prov["git"] or {}) <= {"commit", "dirty"}
@@ -118,14 +118,14 @@ def test_save_writes_every_format_atomically_with_provenance(tmp_path):
 def test_save_is_deterministic(tmp_path):
     ret = _retraining()
     a, b = tmp_path / "a.png", tmp_path / "b.png"
-    plots.save(plots.fidelity(ret), [a])
-    plots.save(plots.fidelity(ret), [b])
+    plots.save(plots.removal_curves(ret), [a])
+    plots.save(plots.removal_curves(ret), [b])
     assert a.read_bytes() == b.read_bytes()
 
 
 def test_save_rejects_unknown_format(tmp_path):
     with pytest.raises(ValueError, match="unsupported figure format"):
-        plots.save(plots.fidelity(_retraining()), [tmp_path / "fig.jpg"])
+        plots.save(plots.removal_curves(_retraining()), [tmp_path / "fig.jpg"])
 
 
 def test_provenance_git_state_outside_a_repository(tmp_path):
@@ -164,3 +164,9 @@ def test_named_grouping_variants_get_their_own_colours_after_the_methods():
     fig = plots.tradeoff(ret, rt, removal=0.2)
     legend = [t.get_text() for t in fig.get_axes()[2].get_legend().get_texts()]
     assert legend[:3] == ["individual", "random", "grad-kmeans"] and "grad-kmeans-vl" in legend
+
+
+def test_the_old_name_of_removal_curves_warns_and_draws_the_same():
+    with pytest.warns(FutureWarning, match="removal_curves"):
+        fig = plots.fidelity(_retraining(), group_size=16)
+    assert len(fig.get_axes()) == len(plots.removal_curves(_retraining(), group_size=16).get_axes())

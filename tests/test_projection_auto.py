@@ -45,7 +45,7 @@ CASES = [
     ("digits", "cnn", "tracin", (64, 512), {}, 3),
     ("cancer", "lr", "tracin", (8, 16), {}, 16),
     ("digits", "lr", "trak", (256, 512), {}, 3),
-    ("digits", "lr", "trak", (512,), {"damping": 1e-6}, 3),
+    ("digits", "lr", "trak", (512,), {"relative_damping": 1e-6}, 3),
     ("cancer", "lr", "trak", (8, 16), {}, 16),
 ]
 

@@ -44,10 +44,19 @@ def test_non_finite_targets_are_refused(digits, run, targets, method):
 
 
 @pytest.mark.parametrize("damping", [float("nan"), float("inf"), -1.0, "0.1"])
-@pytest.mark.parametrize("method", ["if", "trak"])
-def test_damping_must_be_finite_and_non_negative(digits, run, targets, method, damping):
-    with pytest.raises(ValueError, match="damping must be a finite non-negative number"):
-        attribute(method, run, digits.train, targets, damping=damping, progress=False)
+@pytest.mark.parametrize("method,name", [("if", "damping"), ("trak", "relative_damping")])
+def test_damping_must_be_finite_and_non_negative(digits, run, targets, method, name, damping):
+    with pytest.raises(ValueError, match=f"^{name} must be a finite non-negative number"):
+        attribute(method, run, digits.train, targets, **{name: damping}, progress=False)
+
+
+def test_trak_takes_damping_as_the_old_name_of_relative_damping(digits, run, targets):
+    new = attribute("trak", run, digits.train, targets, relative_damping=0.5, progress=False)
+    with pytest.warns(FutureWarning, match="relative_damping"):
+        old = attribute("trak", run, digits.train, targets, damping=0.5, progress=False)
+    assert old.options["relative_damping"] == 0.5
+    np.testing.assert_array_equal(old.scores, new.scores)
+    assert not np.array_equal(new.scores, attribute("trak", run, digits.train, targets, progress=False).scores)
 
 
 @pytest.mark.parametrize("method", METHODS)

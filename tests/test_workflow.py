@@ -145,7 +145,7 @@ BAD_CONFIGS = [
      "groupings[0].options.oversize"),
     ({"groupings": [{"method": "grad-kmeans", "sizes": [16], "options": {"max_group_size": 8, "oversize": "reassign"}}]},
      "groupings[0].options.max_group_size"),
-    ({"grouping": {"gradient": "weights"}}, "grouping.gradient"),
+    ({"grouping_options": {"gradient": "weights"}}, "grouping_options.gradient"),
     ({"lds": {"subsets": 2}}, "lds.subsets"),
 ]
 
@@ -164,6 +164,20 @@ def test_schema_rejects_bad_config_naming_the_key(tmp_path, change, key):
     assert "Building DAG" not in proc.output          # rejected before any job is planned
 
 
+def test_the_old_grouping_key_still_reaches_the_jobs(tmp_path):
+    """``grouping`` is the deprecated name of ``grouping_options``: accepted with a warning, merged over it."""
+    cfg = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    cfg["grouping"] = {"seed": 0}
+    old = tmp_path / "old.yaml"
+    old.write_text(yaml.safe_dump(cfg))
+    ok = snakemake("-n", "--configfile", str(old), "--directory", str(tmp_path / "ok"), cwd=REPO).output
+    assert "Config key 'grouping' is deprecated: it is now 'grouping_options'" in ok
+    cfg["grouping"] = {"max_group_size": 2, "oversize": "reassign"}  # its values are used: the check sees them
+    old.write_text(yaml.safe_dump(cfg))
+    bad = snakemake("-n", "--configfile", str(old), "--directory", str(tmp_path / "bad"), cwd=REPO, check=False)
+    assert bad.returncode != 0 and "Invalid config: key 'grouping_options.max_group_size'" in bad.output
+
+
 def test_grouping_study_config_builds_its_dag(tmp_path):
     out = snakemake("-n", "--configfile", str(REPO / "config" / "grouping_study.yaml"), "--directory", str(tmp_path),
                     cwd=REPO).output
@@ -172,7 +186,7 @@ def test_grouping_study_config_builds_its_dag(tmp_path):
     per_dataset = sum(len(g.get("sizes", [1])) for g in cfg["groupings"])
     expected = per_dataset * len(cfg["datasets"])
     assert counts["groups"] == counts["attribute"] == counts["retrain"] == counts["lds"] == expected
-    assert counts["figure"] == len(cfg["datasets"]) + 3      # ablation per data set, fidelity, tradeoff, lds
+    assert counts["figure"] == len(cfg["datasets"]) + 3      # ablation per data set, removal-curves, tradeoff, lds
     names = {w["grouping"] for rule, w in planned_jobs(out) if rule == "groups"}
     assert {"grad-kmeans", "grad-kmeans-raw", "grad-kmeans-16d", "repr-kmeans-class"} <= names
 
@@ -285,7 +299,7 @@ def test_smoke_run_writes_every_table_and_figure(smoke):
     assert tables["noisy_labels"]["auroc"].between(0, 1).all()
     summary = json.loads((folder / "results/summary.json").read_text())
     assert "breast_cancer/lr/tracin/grad-kmeans-16" in summary["retraining"]
-    for name in ("ablation-breast_cancer", "fidelity", "tradeoff", "pruning", "noisy-labels"):
+    for name in ("ablation-breast_cancer", "removal-curves", "tradeoff", "pruning", "noisy-labels"):
         assert (folder / f"results/figures/{name}.png").stat().st_size > 5000
         prov = json.loads((folder / f"results/figures/{name}.provenance.json").read_text())
         assert prov["config_hash"] and prov["inputs"] and prov["packages"]["torch"]
@@ -362,6 +376,22 @@ def test_changing_proj_dim_reruns_that_methods_features_only(smoke):
     cache_jobs = sorted((rule, wc["method"]) for rule, wc in jobs if rule in CACHE_RULES)
     assert cache_jobs == [("target_features", "trak"), ("train_features", "trak")], cache_jobs
     assert not {"train", "groups"} & {rule for rule, _ in jobs}
+
+
+def test_changing_a_scoring_option_reruns_attributions_not_features(smoke):
+    """TRAK's kernel never changes its features; its relative damping does with projection auto (which picks
+    dense or factored by it), and so does its deprecated name damping."""
+    def planned(**trak):
+        options = {"tracin": {"projection": "auto"}, "trak": {"proj_dim": 16, "projection": "auto", **trak}}
+        config = write_config(smoke["folder"], "scoring.yaml", attribution={"options": options})
+        return planned_jobs(dry_run(smoke, config=config))
+
+    kernel = planned(kernel="groups-unscaled")
+    assert "attribute" in {rule for rule, _ in kernel} and not CACHE_RULES & {rule for rule, _ in kernel}
+    for damping in ({"relative_damping": 0.5}, {"damping": 0.5}):
+        cache = sorted((rule, wc["method"]) for rule, wc in planned(**damping) if rule in CACHE_RULES)
+        assert ("target_features", "trak") in cache and ("train_features", "trak") in cache, (damping, cache)
+        assert {method for _, method in cache} == {"trak"}
 
 
 class edited:
@@ -446,9 +476,9 @@ def test_report_holds_every_figure(smoke):
     snakemake("--configfile", "config/smoke.yaml", "--report", "report.html", cwd=smoke["folder"])
     html = (smoke["folder"] / "report.html").read_text(errors="replace")
     assert len(html) > 100_000
-    for name in ("ablation-breast_cancer", "fidelity", "tradeoff", "pruning", "noisy-labels"):
+    for name in ("ablation-breast_cancer", "removal-curves", "tradeoff", "pruning", "noisy-labels"):
         assert name in html
-    for caption in ("Grouping ablation on breast_cancer", "Fidelity across removal fractions",
+    for caption in ("Grouping ablation on breast_cancer", "Removal curves",
                     "Efficiency-fidelity trade-off", "Dataset pruning", "Noisy-label detection"):
         assert caption in html
 

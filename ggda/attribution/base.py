@@ -175,11 +175,12 @@ def checked_tensors(data: Any, what: str, model: torch.nn.Module) -> tuple[torch
     return tensors
 
 
-def check_damping(damping, default_note: str = "") -> None:
-    """A damping must be a finite non-negative number (NaN passes a plain ``< 0`` test)."""
+def check_damping(damping, default_note: str = "", name: str = "damping") -> None:
+    """A damping must be a finite non-negative number (NaN passes a plain ``< 0`` test); ``name`` is the
+    argument's name in the error."""
     if isinstance(damping, bool) or not isinstance(damping, (int, float)) or not math.isfinite(damping) \
             or damping < 0:
-        raise ValueError(f"damping must be a finite non-negative number{default_note}, got {damping!r}")
+        raise ValueError(f"{name} must be a finite non-negative number{default_note}, got {damping!r}")
 
 
 def check_finite_scores(scores: torch.Tensor, method: str) -> None:
@@ -260,7 +261,7 @@ def keeps_output_sides(model, params, proj_dim: int) -> bool:
     return all(d_out == n_out for n_out, n_in, d_out, d_in in plan)
 
 
-def resolve_projection(model, params, proj_dim: int | None, projection: str, *, damping: float | None = None,
+def resolve_projection(model, params, proj_dim: int | None, projection: str, *, relative_damping: float | None = None,
                        dense: bool = True) -> str:
     """The projection that runs for ``projection`` in ("auto", "dense", "factored"): "dense", "factored",
     or "none" (auto only: no projection at all). Without proj_dim there is no projection whatever the
@@ -279,7 +280,7 @@ def resolve_projection(model, params, proj_dim: int | None, projection: str, *, 
        exceeds :data:`AUTO_DENSE_MAX` (2^27: a 512 MiB matrix, ~7 ms per sample on one CPU core).
     4. "factored" when every covered layer keeps its output side whole (:func:`keeps_output_sides`;
        lr with up to sqrt(proj_dim) classes) and the method does not whiten the features
-       (``damping`` None, as for TracIn, or TRAK's relative damping >= :data:`AUTO_WHITENING_DAMPING`);
+       (``relative_damping`` None, as for TracIn, or TRAK's relative damping >= :data:`AUTO_WHITENING_DAMPING`);
        otherwise "dense".
 
     Why 4. A layer's gradient at one position is delta a^T (delta: output gradient, a: input). With the
@@ -320,7 +321,7 @@ def resolve_projection(model, params, proj_dim: int | None, projection: str, *, 
             return "dense"
         if not dense or p * proj_dim > AUTO_DENSE_MAX:
             return "factored"
-        whitening = damping is not None and damping < AUTO_WHITENING_DAMPING
+        whitening = relative_damping is not None and relative_damping < AUTO_WHITENING_DAMPING
         return "factored" if keeps_output_sides(model, params, proj_dim) and not whitening else "dense"
     if projection == "factored" and proj_dim is None:
         raise ValueError("projection='factored' needs proj_dim (the total feature size)")
@@ -337,15 +338,15 @@ def check_proj_dim(proj_dim) -> int | None:
 
 
 def make_projector(model, params, proj_dim: int | None, proj_kind: str, proj_seed: int,
-                   projection: str = "dense", damping: float | None = None) -> Projector | FactoredProjector | None:
+                   projection: str = "dense", relative_damping: float | None = None) -> Projector | FactoredProjector | None:
     """The projection of the selected parameters' gradients to ``proj_dim`` dimensions (None: none):
     a dense seeded matrix, or per-layer Kronecker factors (``projection="factored"``, where a proj_dim
     at or above the parameter count keeps every layer exact); "auto" as :func:`resolve_projection`
-    decides (``damping``: TRAK's relative damping, None for methods without a kernel solve), None when
+    decides (``relative_damping``: TRAK's, None for methods without a kernel solve), None when
     it chooses no projection. A dense ``proj_dim`` above the number p of selected parameters is an
     error: it cannot add information; use proj_dim=None for the exact gradients."""
     proj_dim = check_proj_dim(proj_dim)
-    projection = resolve_projection(model, params, proj_dim, projection, damping=damping)
+    projection = resolve_projection(model, params, proj_dim, projection, relative_damping=relative_damping)
     if proj_dim is None or projection == "none":
         return None
     if projection == "factored":

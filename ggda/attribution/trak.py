@@ -15,10 +15,11 @@ features throughout, no size correction); "individual", K = sum_i phi_i phi_i^T 
 features, and tau(z, G) = sum over the members i of G of the individual score tau(z, i) (needs the
 individual features: with the dense projection this costs what individual TRAK costs).
 
-Damping: K + damping * (trace K / d) I (relative to the mean eigenvalue; default 0.1,
-:data:`DEFAULT_DAMPING`); the solve is in float64.
+Damping (``relative_damping``): K + relative_damping * (trace K / d) I, relative to the kernel's mean
+eigenvalue (default 0.1, :data:`DEFAULT_DAMPING`; IF's ``damping`` is absolute, a different quantity); the
+solve is in float64. ``damping`` is accepted as its deprecated old name.
 With k groups and d feature dimensions the group kernel has rank at most k: when k is near or below d,
-the undamped solve interpolates rather than regresses, and a larger damping helps (docs/grouping-study.md).
+the undamped solve interpolates rather than regresses, and a larger relative damping helps (docs/grouping-study.md).
 
 Projection: dense (a seeded p x d matrix applied to vectorised per-sample or group gradients), per-layer
 Kronecker factors (``projection="factored"``, ggda.factored: one batched forward/backward pass for all
@@ -33,6 +34,7 @@ which every group's feature is the exact sum of its members'.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -62,20 +64,29 @@ def correct_class_probability(model, tensors, batch_size: int, device) -> torch.
     return torch.cat(out)
 
 
-def ensemble(runs, damping: float) -> list:
-    """The ensemble as a non-empty list of runs (one run or a list of them); checks the damping."""
+def ensemble(runs) -> list:
+    """The ensemble as a non-empty list of runs (one run or a list of them)."""
     runs = list(runs) if isinstance(runs, (list, tuple)) else [runs]
     if not runs:
         raise ValueError("trak needs at least one trained model")
-    check_damping(damping)
     return runs
 
 
-def kernel_solve(phi: torch.Tensor, sizes: torch.Tensor, damping: float, rhs: torch.Tensor) -> torch.Tensor:
-    """rows of ``rhs`` (r, d) times K^-1, K = sum_G phi_G phi_G^T / |G| + damping * mean(diag K) I."""
+def _relative_damping(relative_damping: float, damping: float | None) -> float:
+    """The relative damping, from its deprecated old name ``damping`` when that is given; checked."""
+    if damping is not None:
+        warnings.warn("TRAK's damping is now called relative_damping (it scales the kernel's mean diagonal; "
+                      "IF's damping is absolute): pass relative_damping=", FutureWarning, stacklevel=3)
+        relative_damping = damping
+    check_damping(relative_damping, name="relative_damping")
+    return relative_damping
+
+
+def kernel_solve(phi: torch.Tensor, sizes: torch.Tensor, relative_damping: float, rhs: torch.Tensor) -> torch.Tensor:
+    """rows of ``rhs`` (r, d) times K^-1, K = sum_G phi_G phi_G^T / |G| + relative_damping * mean(diag K) I."""
     scaled = phi / sizes.sqrt()[:, None]
     kernel = scaled.T @ scaled
-    kernel.diagonal().add_(damping * kernel.diagonal().mean())
+    kernel.diagonal().add_(relative_damping * kernel.diagonal().mean())
     return torch.linalg.solve(kernel, rhs.T).T
 
 
@@ -92,18 +103,20 @@ class Trak:
     ``featurize_train`` (factored projection only), ``group_features`` and ``attribute``."""
 
     def __init__(self, runs, *, proj_dim: int | None = 256, projection: str = "auto", proj_kind: str = "gaussian",
-                 proj_seed: int = 0, damping: float = DEFAULT_DAMPING, kernel: str = "groups",
-                 params: str | Sequence[str] = "all", batch_size: int = 256, device="auto", progress: bool = True):
-        self.runs = ensemble(runs, damping)
+                 proj_seed: int = 0, relative_damping: float = DEFAULT_DAMPING, kernel: str = "groups",
+                 params: str | Sequence[str] = "all", batch_size: int = 256, device="auto", progress: bool = True,
+                 damping: float | None = None):
+        self.runs = ensemble(runs)
+        relative_damping = _relative_damping(relative_damping, damping)
         if kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {', '.join(map(repr, KERNELS))}, got {kernel!r}")
-        self.damping, self.kernel, self.params = damping, kernel, params
+        self.relative_damping, self.kernel, self.params = relative_damping, kernel, params
         self.proj_dim, self.proj_kind, self.proj_seed = proj_dim, proj_kind, proj_seed
         self.batch_size, self.progress = batch_size, progress
         self.device = resolve_device(device)
         # model j projects with seed proj_seed + j
         self.projectors = [make_projector(run.model, params, proj_dim, proj_kind, proj_seed + j, projection,
-                                          damping=damping)
+                                          relative_damping=relative_damping)
                            for j, run in enumerate(self.runs)]
 
     @property
@@ -209,7 +222,7 @@ class Trak:
                 phi, q_group = self.group_features(j, tr, rows, train_f)
                 q_sum += q_group
             with timer("solve_s"):
-                x = kernel_solve(phi, sizes, self.damping, target_f.tensor(f"model{j}", dev))  # phi_z^T K^-1
+                x = kernel_solve(phi, sizes, self.relative_damping, target_f.tensor(f"model{j}", dev))  # phi_z^T K^-1
             with timer("scoring_s"):
                 score_sum += x @ phi.T
         with timer("scoring_s"):
@@ -218,14 +231,14 @@ class Trak:
                 labels = torch.as_tensor(groups.labels, device=dev)
                 scores = torch.zeros(len(scores), groups.k, dtype=scores.dtype, device=dev).index_add_(1, labels, scores)
         check_finite_scores(scores, "trak")
-        opts = {**self.feature_options(), "damping": self.damping, "kernel": self.kernel}
+        opts = {**self.feature_options(), "relative_damping": self.relative_damping, "kernel": self.kernel}
         return Attribution("trak", scores.cpu().numpy(), groups, timer.finish(groups.seconds), opts)
 
 
 def trak(runs, train, targets, groups=None, *, proj_dim: int | None = 256, projection: str = "auto",
-         proj_kind: str = "gaussian", proj_seed: int = 0, damping: float = DEFAULT_DAMPING, kernel: str = "groups",
-         params: str | Sequence[str] = "all", features=None, batch_size: int = 256, device="auto",
-         progress: bool = True) -> Attribution:
+         proj_kind: str = "gaussian", proj_seed: int = 0, relative_damping: float = DEFAULT_DAMPING,
+         kernel: str = "groups", params: str | Sequence[str] = "all", features=None, batch_size: int = 256,
+         device="auto", progress: bool = True, damping: float | None = None) -> Attribution:
     """TRAK scores (m targets x k groups), averaged over the ensemble ``runs`` (a TrainRun or a list of
     independently trained TrainRuns; their final models are used). Model j uses projection seed
     ``proj_seed + j``. proj_dim: feature size (None: no projection, the raw gradients). projection:
@@ -233,30 +246,34 @@ def trak(runs, train, targets, groups=None, *, proj_dim: int | None = 256, proje
     or "auto": the raw gradients when proj_dim >= p, the number of selected parameters (a p x p kernel;
     ``options["projection"]`` "none"); dense when a selected parameter is outside nn.Linear / nn.Conv2d
     layers; else factored when every covered layer keeps its output side whole (lr with up to
-    sqrt(proj_dim) classes) and damping >= ggda.attribution.base.AUTO_WHITENING_DAMPING (0.01; the
+    sqrt(proj_dim) classes) and relative_damping >= ggda.attribution.base.AUTO_WHITENING_DAMPING (0.01; the
     default 0.1 qualifies: digits lr at 512, Spearman 0.72 against dense's 0.66), or when the p x
     proj_dim dense matrix exceeds AUTO_DENSE_MAX (2^27 entries); otherwise dense: a nearly unregularised
     kernel solve whitens the features and the dense projection keeps more of the gradients' span
-    (damping 1e-6: 0.81 against 0.60), as it keeps more of the inner products where both factors of a
+    (relative_damping 1e-6: 0.81 against 0.60), as it keeps more of the inner products where both factors of a
     layer are projected. ``options["projection"]`` records the choice; resolve_projection in
     ggda.attribution.base has the rule and its measurements.
+    relative_damping: the kernel's ridge as a multiple of its mean diagonal (module docstring); ``damping``
+        is its deprecated old name.
     kernel: "groups", "groups-unscaled" or "individual" (module docstring).
     features: target-side and (factored projection) training-side features made earlier by
     ``ggda.featurize("trak", ...)`` with the same options (Features objects or paths); checked against
     this call's models, data and projection, then reused instead of recomputed."""
     core = Trak(runs, proj_dim=proj_dim, projection=projection, proj_kind=proj_kind, proj_seed=proj_seed,
-                damping=damping, kernel=kernel, params=params, batch_size=batch_size, device=device,
-                progress=progress)
+                relative_damping=relative_damping, kernel=kernel, params=params, batch_size=batch_size,
+                device=device, progress=progress, damping=damping)
     return core.attribute(train, targets, groups, features)
 
 
 def trak_self(runs, tr, groups: Groups, *, timer: Timer, device: torch.device, proj_dim: int | None = 256,
-               projection: str = "auto", proj_kind: str = "gaussian", proj_seed: int = 0, damping: float = DEFAULT_DAMPING,
-               params: str | Sequence[str] = "all", batch_size: int = 256, progress: bool = True):
+               projection: str = "auto", proj_kind: str = "gaussian", proj_seed: int = 0,
+               relative_damping: float = DEFAULT_DAMPING, params: str | Sequence[str] = "all", batch_size: int = 256,
+               progress: bool = True, damping: float | None = None):
     """Group self-influence of TRAK, S(G) = mean_m [phi_G^T K_m^-1 phi_G] * mean_m Q_G (group kernel, as in
     :func:`trak`); float64 (k,) and the options used."""
     core = Trak(runs, proj_dim=proj_dim, projection=projection, proj_kind=proj_kind, proj_seed=proj_seed,
-                damping=damping, params=params, batch_size=batch_size, device=device, progress=progress)
+                relative_damping=relative_damping, params=params, batch_size=batch_size, device=device,
+                progress=progress, damping=damping)
     sizes = torch.as_tensor(groups.sizes, dtype=torch.float64, device=device)
     self_sum = torch.zeros(groups.k, dtype=torch.float64, device=device)
     q_sum = torch.zeros(groups.k, dtype=torch.float64, device=device)
@@ -266,6 +283,6 @@ def trak_self(runs, tr, groups: Groups, *, timer: Timer, device: torch.device, p
             phi, q_group = core.group_features(j, tr, groups, train_f)
             q_sum += q_group
         with timer("solve_s"):
-            self_sum += (kernel_solve(phi, sizes, damping, phi) * phi).sum(1)  # phi_G^T K^-1 phi_G
+            self_sum += (kernel_solve(phi, sizes, core.relative_damping, phi) * phi).sum(1)  # phi_G^T K^-1 phi_G
     scores = (self_sum / len(core.runs)) * (q_sum / len(core.runs))
-    return scores.cpu().numpy(), {**core.feature_options(), "damping": damping}
+    return scores.cpu().numpy(), {**core.feature_options(), "relative_damping": core.relative_damping}

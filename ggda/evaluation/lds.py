@@ -55,8 +55,8 @@ def lds(
     groups: Groups | None = None,
     subsets: int = 32,
     alpha: float = 0.5,
-    targets: TensorDataset | None = None,
     seed: int = 0,
+    targets: TensorDataset | None = None,
     attribution: Attribution | None = None,
     attribution_options: dict[str, Any] | None = None,
     hparams=None,
@@ -72,7 +72,7 @@ def lds(
         is given (its own groups are used).
     subsets: S, the number of random subsets (each one retrained model; keep S small for big models).
     alpha: fraction of the groups kept in each subset.
-    targets: T (default ``data.test``). seed: seeds the subsets; subset j is trained with seed ``seed + j``.
+    seed: seeds the subsets; subset j is trained with seed ``seed + j``. targets: T (default ``data.test``).
     Returns an LDSResult: score (the LDS), targets (per-target Spearman), predicted and actual (S, m),
     rows (one per subset model: kind "lds", fraction removed, seed, n_removed, accuracy, loss, retrain_s),
     meta (k, alpha, subsets, attribution timing). Several attributions over the same groups share their
@@ -94,8 +94,8 @@ def lds_many(
     attributions: Mapping[str, Attribution],
     subsets: int = 32,
     alpha: float = 0.5,
-    targets: TensorDataset | None = None,
     seed: int = 0,
+    targets: TensorDataset | None = None,
     hparams=None,
     device: str | torch.device = "auto",
     progress: bool = True,

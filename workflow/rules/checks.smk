@@ -90,7 +90,7 @@ def _check_option_keys() -> None:
                 _check_keys(options, attribution[method], f"datasets[{i}].attribution.{model}.{method}")
     for method, options in config["attribution"]["options"].items():
         _check_keys(options, attribution[method], f"attribution.options.{method}")
-    _check_keys(config["grouping"], grouping, "grouping")
+    _check_keys(config["grouping_options"], grouping, "grouping_options")
     for groupings, key in _grouping_lists():
         for j, g in enumerate(groupings):
             _check_keys(g.get("options", {}), grouping, f"{key}[{j}].options")

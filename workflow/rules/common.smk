@@ -58,6 +58,23 @@ def _validate_config(cfg):
         ) from None
 
 
+#: Old config keys still accepted: {old: new}. The old block is merged over the new one (a user's config file
+#: written for the old name overrides the embedded default) before validation.
+DEPRECATED_KEYS = {"grouping": "grouping_options"}
+
+
+def _rename_deprecated_keys(cfg):
+    for old, new in DEPRECATED_KEYS.items():
+        if old in cfg:
+            if not isinstance(cfg[old], dict):
+                raise WorkflowError(f"Invalid config: key '{old}': deprecated old name of '{new}', which is a "
+                                    f"mapping, not {cfg[old]!r}. See config/README.md.")
+            logger.warning(f"Config key '{old}' is deprecated: it is now '{new}' (the same keys); rename it in "
+                           f"your config file.")
+            cfg[new] = {**cfg.get(new, {}), **cfg.pop(old)}
+
+
+_rename_deprecated_keys(config)
 _validate_config(config)
 
 
@@ -70,7 +87,7 @@ KMEANS_GROUPINGS = ("kmeans", "repr-kmeans", "grad-kmeans")
 
 def _grouping_specs(groupings, key):
     """{name: {"method", "options", "sizes"}} from a groupings list, in order. The name defaults to the
-    method; the options are the top-level ``grouping`` block updated by the entry's own ``options``.
+    method; the options are the top-level ``grouping_options`` block updated by the entry's own ``options``.
     individual is size 1; the others need sizes."""
     specs = {}
     for i, g in enumerate(groupings):
@@ -86,10 +103,10 @@ def _grouping_specs(groupings, key):
             _fail(f"{key}[{i}].sizes", f"grouping {g['method']!r} needs a list of group sizes")
         else:
             sizes = [int(s) for s in g["sizes"]]
-        options = {**config["grouping"], **g.get("options", {})}
+        options = {**config["grouping_options"], **g.get("options", {})}
         cap = options["max_group_size"]
         if options["oversize"] == "reassign" and cap is not None and g["method"] != "individual":
-            where = f"{key}[{i}].options" if "options" in g else "grouping"
+            where = f"{key}[{i}].options" if "options" in g else "grouping_options"
             if g["method"] not in KMEANS_GROUPINGS:
                 _fail(f"{where}.oversize", f"'reassign' moves points between K-Means clusters, which "
                                            f"{g['method']!r} does not make: use 'split'")
@@ -408,7 +425,7 @@ def dataset_entry(dataset):
 
 
 def figure_names():
-    names = [f"ablation-{d}" for d in DATASETS] + ["fidelity", "tradeoff"]
+    names = [f"ablation-{d}" for d in DATASETS] + ["removal-curves", "tradeoff"]
     if config["pruning"]["enabled"]:
         names.append("pruning")
     if config["noisy_labels"]["enabled"]:
@@ -511,16 +528,16 @@ def method_options(dataset, model, method):
 # cache.smk
 #: Options that change a method's scores but not its features: they do not reach the cache jobs, so
 #: changing them reruns only the attributions.
-SCORING_OPTIONS = {"if": ("centre", "solve_for"), "tracin": (), "trak": ("kernel", "damping")}
+SCORING_OPTIONS = {"if": ("centre", "solve_for"), "tracin": (), "trak": ("kernel", "relative_damping", "damping")}
 
 
 def feature_options(dataset, model, method):
     """The method's options that its cached features depend on (see SCORING_OPTIONS). TRAK's projection
-    "auto" (the default) chooses dense or factored by its damping too, so there damping stays."""
+    "auto" (the default) chooses dense or factored by its relative damping too, so there it stays."""
     opts = method_options(dataset, model, method)
     scoring = set(SCORING_OPTIONS[method])
     if method == "trak" and opts.get("projection", "auto") == "auto":
-        scoring.discard("damping")
+        scoring -= {"relative_damping", "damping"}
     return {k: v for k, v in opts.items() if k not in scoring}
 
 
@@ -665,7 +682,7 @@ def aggregate_keys(wildcards):
 # figures.smk
 def figure_tables(wildcards):
     name = wildcards.name
-    if name.startswith("ablation-") or name in ("fidelity", "tradeoff"):
+    if name.startswith("ablation-") or name in ("removal-curves", "tradeoff"):
         tables = ["retraining", "runtime"]
     elif name == "pruning":
         tables = ["pruning"]

@@ -15,7 +15,7 @@ rule figure:
         group_size=config["figures"]["group_size"],
         config_hash=CONFIG_HASH,
     wildcard_constraints:
-        name="ablation-[a-z0-9_]+|fidelity|tradeoff|pruning|noisy-labels|lds",
+        name="ablation-[a-z0-9_]+|removal-curves|tradeoff|pruning|noisy-labels|lds",
     log:
         "logs/figures/{name}.log",
     benchmark:

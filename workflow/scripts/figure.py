@@ -18,8 +18,8 @@ if name.startswith("ablation-"):
     dataset = name.removeprefix("ablation-")
     fig = plots.ablation(tables["retraining"], tables["runtime"], dataset, removal=snakemake.params.removal,
                          group_size=snakemake.params.group_size)
-elif name == "fidelity":
-    fig = plots.fidelity(tables["retraining"], group_size=snakemake.params.group_size)
+elif name == "removal-curves":
+    fig = plots.removal_curves(tables["retraining"], group_size=snakemake.params.group_size)
 elif name == "tradeoff":
     fig = plots.tradeoff(tables["retraining"], tables["runtime"], removal=snakemake.params.removal)
 elif name == "pruning":

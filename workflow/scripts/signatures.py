@@ -110,7 +110,7 @@ def self_influence_options(repo: Path = REPO) -> dict[str, Options]:
 
 
 def grouping_options(repo: Path = REPO) -> Options:
-    """The keys of the ``grouping`` block (and of a grouping entry's ``options``): ggda.grouping.make's."""
+    """The keys of the ``grouping_options`` block (and of a grouping entry's ``options``): ggda.grouping.make's."""
     return _block(repo / "ggda" / "grouping.py", "make", GROUPING_SET_BY_WORKFLOW)
 
 
