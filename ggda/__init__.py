@@ -24,5 +24,6 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 
 from . import data, grouping, models, train  # noqa: E402
 from .attribution import Attribution, Features, attribute, featurize  # noqa: E402
+from .external import ModelRun  # noqa: E402
 
-__all__ = ["attribute", "featurize", "Attribution", "Features", "data", "grouping", "models", "train", "__version__"]
+__all__ = ["attribute", "featurize", "Attribution", "Features", "ModelRun", "data", "grouping", "models", "train", "__version__"]

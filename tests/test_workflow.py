@@ -633,7 +633,9 @@ def test_profiles_name_existing_rules_and_the_main_command_settings():
     slurm = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
     assert slurm["executor"] == "slurm" and "gpu=1" in slurm["config"]
     rules |= set(snakemake("--list-rules", "--config", *slurm["config"], cwd=REPO).output.split())  # its own rules
-    assert set(slurm["set-resources"]) <= rules, set(slurm["set-resources"]) - rules
+    assert set(slurm.get("set-resources", {})) <= rules, set(slurm["set-resources"]) - rules
+    # memory and run time come from the rules, scaled per job (tests/test_job_resources.py), not the profile
+    assert "set-resources" not in slurm
 
 
 def test_limit_threads_holds_every_pool_of_a_job(tmp_path):

@@ -127,14 +127,20 @@ def timed(iterable, timer: Timer, key: str):
 
 def as_tensors(data: Any, what: str) -> tuple[torch.Tensor, ...]:
     """The (inputs..., labels) tensors of a TensorDataset, a DataBundle (its training split for
-    ``what == 'train'``, its test split otherwise) or a tuple of tensors."""
+    ``what == 'train'``, its test split otherwise), a tuple of tensors, or any Dataset with items
+    (inputs..., label) or a DataLoader over one (gathered in index order: ggda.data.as_tensor_dataset)."""
     if hasattr(data, "train") and hasattr(data, "test"):
         data = data.train if what == "train" else data.test
     if hasattr(data, "tensors"):
         return tuple(data.tensors)
     if isinstance(data, (tuple, list)) and all(isinstance(t, torch.Tensor) for t in data):
         return tuple(data)
-    raise TypeError(f"{what} must be a TensorDataset, a DataBundle or a tuple of tensors, got {type(data).__name__}")
+    if isinstance(data, (torch.utils.data.Dataset, torch.utils.data.DataLoader)):
+        from ..data.custom import as_tensor_dataset
+
+        return tuple(as_tensor_dataset(data, what).tensors)
+    raise TypeError(f"{what} must be a Dataset with items (inputs..., label), a DataLoader, a DataBundle or a "
+                    f"tuple of tensors, got {type(data).__name__}")
 
 
 def checked_tensors(data: Any, what: str, model: torch.nn.Module) -> tuple[torch.Tensor, ...]:

@@ -19,12 +19,13 @@ from torch.utils.data import TensorDataset
 
 from . import bundled, prepare, text
 from .errors import ChecksumError, DataError, DownloadError, FormatError
+from .custom import as_tensor_dataset, from_datasets
 from .prepare import target_subset, validation_split
 from .raw import RawData
 from .store import load_bundle, save_bundle
 from .registry import DATA_DIR_ENV, REGISTRY, DatasetInfo, default_root, get_info
 
-__all__ = ["load", "validation_split", "target_subset", "save_bundle", "load_bundle", "DataBundle", "REGISTRY", "DatasetInfo", "get_info", "default_root", "list_datasets",
+__all__ = ["load", "from_datasets", "as_tensor_dataset", "validation_split", "target_subset", "save_bundle", "load_bundle", "DataBundle", "REGISTRY", "DatasetInfo", "get_info", "default_root", "list_datasets",
            "DATA_DIR_ENV", "DataError", "DownloadError", "ChecksumError", "FormatError", "RawData"]
 
 log = logging.getLogger(__name__)

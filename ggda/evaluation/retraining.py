@@ -131,7 +131,8 @@ def retrain_jobs(run, data, jobs: Sequence[Job], eval_set: TensorDataset, hparam
 
     Returns (rows DataFrame with :data:`ROW_COLUMNS`, per-target losses float64 (len(jobs), m) or None).
     Each model is trained by ``ggda.train.fit(run.model_name, data, hparams or run.hparams, seed=job.seed,
-    keep=kept indices, checkpoints=1, model_options=run.model_options)``.
+    keep=kept indices, checkpoints=1, model_options=run.model_options)``, or for a ``ggda.ModelRun`` by its
+    own ``retrain(kept indices, seed)`` (``hparams`` does not apply there).
     """
     run = base_run(run)
     hp = run.hparams if hparams is None else hparams
@@ -147,12 +148,16 @@ def retrain_jobs(run, data, jobs: Sequence[Job], eval_set: TensorDataset, hparam
             keep = np.flatnonzero(mask)
             if keep.size == 0:
                 raise ValueError(f"removal of {len(job.removed)} points leaves no training data")
-        new = _train.fit(run.model_name, data, hp, seed=job.seed, keep=keep, checkpoints=1, device=device,
-                         model_options=run.model_options, progress=False)
-        loss, correct = per_target_loss(new.model, eval_set, device)
+        if hasattr(run, "retrained"):  # a ggda.ModelRun: the user's own training function
+            model, wall_s = run.retrained(np.arange(n) if keep is None else keep, job.seed)
+        else:
+            new = _train.fit(run.model_name, data, hp, seed=job.seed, keep=keep, checkpoints=1, device=device,
+                             model_options=run.model_options, progress=False)
+            model, wall_s = new.model, new.wall_s
+        loss, correct = per_target_loss(model, eval_set, device)
         rows.append({"kind": job.kind, "fraction": float(job.fraction), "seed": int(job.seed),
                      "n_removed": int(len(job.removed)), "accuracy": float(correct.mean()) if len(correct) else np.nan,
-                     "loss": float(loss.mean()) if len(loss) else np.nan, "retrain_s": float(new.wall_s)})
+                     "loss": float(loss.mean()) if len(loss) else np.nan, "retrain_s": float(wall_s)})
         if per_target:
             losses.append(loss)
     frame = pd.DataFrame(rows, columns=list(ROW_COLUMNS)) if rows else empty_rows()

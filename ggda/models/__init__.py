@@ -23,10 +23,9 @@ from typing import Any
 from torch import nn
 
 from .base import Classifier
-from .catalog import INPUT_KINDS, MODELS
+from .catalog import INPUT_KINDS, MLP_HIDDEN, MODELS
 from .mlp import MLP, flat_size
 
-_HIDDEN = {"lr": (), "ann-s": (64,), "ann-m": (128, 64)}
 
 __all__ = ["build", "Classifier", "MODELS", "last_layer"]
 
@@ -47,8 +46,8 @@ def build(name: str, data_meta: Mapping[str, Any], **options: Any) -> Classifier
         if kind == "text":
             raise ValueError(f"text data sets need the bert model, got {name!r}")
         raise ValueError(f"model {name!r} needs {' or '.join(INPUT_KINDS[name])} data, got a {kind} data set")
-    if name in _HIDDEN:
-        hidden = tuple(options.pop("hidden", _HIDDEN[name]))
+    if name in MLP_HIDDEN:
+        hidden = tuple(options.pop("hidden", MLP_HIDDEN[name]))
         model: Classifier = MLP(flat_size(shape), classes, hidden, binary_head=(name == "lr"), **options)
     elif name == "cnn":
         from .cnn import SmallCNN

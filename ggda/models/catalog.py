@@ -27,6 +27,8 @@ CLASSES: dict[str, tuple[str, str]] = {
     "resnet9": ("resnet9", "ResNet9"),
     "bert": ("bert", "BertClassifier"),
 }
+#: Hidden layer sizes of the MLPs (lr has none), unless the model options give ``hidden``.
+MLP_HIDDEN: dict[str, tuple[int, ...]] = {"lr": (), "ann-s": (64,), "ann-m": (128, 64)}
 DATA_ARGUMENTS: tuple[str, ...] = ("in_features", "input_shape", "num_classes", "vocab_size", "max_length",
                                    "binary_head")
 

@@ -40,6 +40,7 @@ for _variant, _tag, _methods in ATTRIBUTE_VARIANTS:
             f"results/benchmarks/attribute/{{dataset}}/{{model}}/{_variant}{{grouping}}-{{size}}.tsv"
         threads: THREADS
         resources:
+            **job_resources("attribute" if _tag == "main" else f"attribute_{_tag}"),
             gpu=GPU,
         script:
             "../scripts/attribute.py"

@@ -33,6 +33,7 @@ rule train_features:
         "results/benchmarks/cache/{dataset}/{model}/{variant}{method}-train.tsv"
     threads: THREADS
     resources:
+        **job_resources("train_features"),
         gpu=GPU,
     script:
         "../scripts/features.py"
@@ -56,6 +57,7 @@ rule target_features:
         "results/benchmarks/cache/{dataset}/{model}/{variant}{method}-targets.tsv"
     threads: THREADS
     resources:
+        **job_resources("target_features"),
         gpu=GPU,
     script:
         "../scripts/features.py"

@@ -34,6 +34,7 @@ if config["retrain"]["granularity"] == "grouping":
             "results/benchmarks/retrain/{dataset}/{model}/{grouping}-{size}.tsv"
         threads: THREADS
         resources:
+            **job_resources("retrain"),
             gpu=GPU,
         script:
             "../scripts/retrain.py"
@@ -60,6 +61,7 @@ else:  # granularity seed: one job per grouping x method x seed, then the rows g
             "results/benchmarks/retrain/{dataset}/{model}/{method}/{grouping}-{size}/seed{seed}.tsv"
         threads: THREADS
         resources:
+            **job_resources("retrain_seed"),
             gpu=GPU,
         script:
             "../scripts/retrain.py"
@@ -101,6 +103,7 @@ rule baselines:
         "results/benchmarks/baselines/{dataset}/{model}.tsv"
     threads: THREADS
     resources:
+        **job_resources("baselines"),
         gpu=GPU,
     script:
         "../scripts/baselines.py"
@@ -132,6 +135,7 @@ if config["pruning"]["enabled"]:
             "results/benchmarks/prune/{dataset}/{model}/{grouping}-{size}.tsv"
         threads: THREADS
         resources:
+            **job_resources("prune"),
             gpu=GPU,
         script:
             "../scripts/prune.py"
@@ -169,6 +173,7 @@ if config["noisy_labels"]["enabled"]:
             "results/benchmarks/noisy_labels/{dataset}/{model}/{grouping}-{size}.tsv"
         threads: THREADS
         resources:
+            **job_resources("noisy_labels"),
             gpu=GPU,
         script:
             "../scripts/noisy_labels.py"
@@ -196,6 +201,7 @@ if config["lds"]["enabled"]:
             "results/benchmarks/lds/{dataset}/{model}/{grouping}-{size}.tsv"
         threads: THREADS
         resources:
+            **job_resources("lds"),
             gpu=GPU,
         script:
             "../scripts/lds.py"

@@ -19,6 +19,7 @@ rule groups:
         "results/benchmarks/groups/{dataset}/{model}/{variant}{grouping}-{size}.tsv"
     threads: THREADS
     resources:
+        **job_resources("groups"),
         gpu=lambda wc: GPU if grouping_spec(wc)["method"] in MODEL_GROUPINGS else 0,
     script:
         "../scripts/groups.py"

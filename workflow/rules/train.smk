@@ -20,6 +20,7 @@ rule train:
         "results/benchmarks/train/{dataset}/{model}/{variant}seed{seed}.tsv"
     threads: THREADS
     resources:
+        **job_resources("train"),
         gpu=GPU,
     script:
         "../scripts/train.py"
