@@ -31,7 +31,7 @@ CONFIG = ["--configfile", "config/smoke.yaml"]
 #: Partition of the test cluster (tests/slurm/cluster.sh), named in tests/slurm/profile/config.yaml.
 PARTITION = "debug"
 #: Jobs that never go to the cluster (localrules in workflow/Snakefile; `all` does nothing).
-LOCAL_RULES = {"data", "aggregate", "figure", "retrain_gather", "all"}
+LOCAL_RULES = {"data", "aggregate", "figure", "retrain_gather", "baselines_gather", "all"}
 #: Rules that load a model (or its gradients): each of their jobs must be a SLURM job.
 MODEL_RULES = {"train", "groups", "train_features", "target_features", "attribute", "attribute_pruning",
                "baselines", "prune", "noisy_labels"}

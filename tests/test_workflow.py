@@ -558,15 +558,17 @@ def test_dvc_round_trip_restores_results_with_nothing_to_rerun(smoke, tmp_path):
 @pytest.mark.slow
 def test_retraining_one_job_per_seed_makes_the_same_bytes(smoke, tmp_path):
     """retrain.granularity seed (clusters) splits every grouping's retraining into one job per method and
-    seed and gathers the rows: the same files, byte for byte, as one job per grouping."""
+    seed, and the baselines into one job per seed, and gathers the rows: the same files, byte for byte, as
+    one job per grouping (and one baselines job per model)."""
     folder = copy_repo(tmp_path / "repo")
     shutil.copytree(smoke["folder"] / "results", folder / "results")   # mtimes kept: only retraining reruns
     config = write_config(folder, "seedjobs.yaml", retrain={"granularity": "seed"})
-    out = snakemake("--configfile", config, "--forcerun", "retrain_seed", cwd=folder).output
+    out = snakemake("--configfile", config, "--forcerun", "retrain_seed", "baselines_seed", cwd=folder).output
     counts = job_counts(out)
     n_attributions = 3 * 2          # methods x (individual, grad-kmeans-16) in smoke.yaml
     assert counts["retrain_seed"] == 2 * n_attributions and counts["retrain_gather"] == n_attributions
-    assert "retrain" not in counts and "attribute" not in counts and "train" not in counts
+    assert counts["baselines_seed"] == 2 and counts["baselines_gather"] == 1   # 2 seeds in smoke.yaml
+    assert not {"retrain", "baselines", "attribute", "train"} & set(counts)
     first = smoke["folder"] / "results"
     rows = sorted(p.relative_to(first) for p in (first / "breast_cancer/lr/retrain").rglob("*.csv"))
     assert len(rows) == n_attributions + 1   # and the baselines
@@ -586,8 +588,9 @@ def test_the_slurm_profile_runs_retraining_one_job_per_seed(tmp_path):
                     "--config", *profile["config"], cwd=REPO).output
     counts = job_counts(out)
     paper = yaml.safe_load((REPO / "config/paper.yaml").read_text())
-    assert "retrain" not in counts
+    assert "retrain" not in counts and "baselines" not in counts
     assert counts["retrain_seed"] == counts["retrain_gather"] * paper["retrain"]["seeds"]
+    assert counts["baselines_seed"] == counts["baselines_gather"] * paper["retrain"]["seeds"]
 
 
 #: One damaged file of each kind (a prepared data set, a checkpoint, groups, cached features, scores, the

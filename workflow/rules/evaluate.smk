@@ -85,28 +85,76 @@ else:  # granularity seed: one job per grouping x method x seed, then the rows g
             "../scripts/gather_rows.py"
 
 
-rule baselines:
-    output:
-        rows="results/{dataset}/{model}/retrain/baselines.csv",
-        timing="results/{dataset}/{model}/retrain/baselines.timing.json",
-    input:
-        data=lambda wc: data_file(wc.dataset),
-        run=lambda wc: run_files(wc.dataset, wc.model, 0)[1],
-        src=code_inputs("baselines"),
-    params:
-        retrain=retrain_params,
-        targets=target_params(""),
-        device=DEVICE,
-    log:
-        "logs/baselines/{dataset}/{model}.log",
-    benchmark:
-        "results/benchmarks/baselines/{dataset}/{model}.tsv"
-    threads: THREADS
-    resources:
-        **job_resources("baselines"),
-        gpu=GPU,
-    script:
-        "../scripts/baselines.py"
+BASELINES = "results/{dataset}/{model}/retrain/baselines.csv"
+
+
+if config["retrain"]["granularity"] == "grouping":
+
+    rule baselines:
+        output:
+            rows=BASELINES,
+            timing=timing_file(BASELINES),
+        input:
+            data=lambda wc: data_file(wc.dataset),
+            run=lambda wc: run_files(wc.dataset, wc.model, 0)[1],
+            src=code_inputs("baselines"),
+        params:
+            retrain=retrain_params,
+            targets=target_params(""),
+            device=DEVICE,
+        log:
+            "logs/baselines/{dataset}/{model}.log",
+        benchmark:
+            "results/benchmarks/baselines/{dataset}/{model}.tsv"
+        threads: THREADS
+        resources:
+            **job_resources("baselines"),
+            gpu=GPU,
+        script:
+            "../scripts/baselines.py"
+
+else:  # granularity seed: one job per seed (no removal and every random fraction), gathered
+
+    rule baselines_seed:
+        output:
+            rows="results/{dataset}/{model}/retrain/baselines/seed{seed}.csv",
+            timing="results/{dataset}/{model}/retrain/baselines/seed{seed}.timing.json",
+        input:
+            data=lambda wc: data_file(wc.dataset),
+            run=lambda wc: run_files(wc.dataset, wc.model, 0)[1],
+            src=code_inputs("baselines"),
+        params:
+            retrain=retrain_params,
+            targets=target_params(""),
+            device=DEVICE,
+        log:
+            "logs/baselines/{dataset}/{model}/seed{seed}.log",
+        benchmark:
+            "results/benchmarks/baselines/{dataset}/{model}/seed{seed}.tsv"
+        threads: THREADS
+        resources:
+            **job_resources("baselines_seed"),
+            gpu=GPU,
+        script:
+            "../scripts/baselines.py"
+
+    rule baselines_gather:
+        output:
+            rows=BASELINES,
+            timing=timing_file(BASELINES),
+        input:
+            rows=lambda wc: [f"results/{wc.dataset}/{wc.model}/retrain/baselines/seed{s}.csv"
+                             for s in range(config["retrain"]["seeds"])],
+            timing=lambda wc: [f"results/{wc.dataset}/{wc.model}/retrain/baselines/seed{s}.timing.json"
+                               for s in range(config["retrain"]["seeds"])],
+            src=code_inputs("gather_rows"),
+        log:
+            "logs/baselines_gather/{dataset}/{model}.log",
+        benchmark:
+            "results/benchmarks/baselines_gather/{dataset}/{model}.tsv"
+        threads: 1
+        script:
+            "../scripts/gather_rows.py"
 
 
 if config["pruning"]["enabled"]:

@@ -48,6 +48,7 @@ def _work(rule, wc):
         "retrain": lambda: len(config["attribution"]["methods"]) * len(retrain["fractions"]) * retrain["seeds"],
         "retrain_seed": lambda: len(retrain["fractions"]),
         "baselines": lambda: retrain["seeds"] * (1 + len(retrain["fractions"])),
+        "baselines_seed": lambda: 1 + len(retrain["fractions"]),
         "prune": lambda: len(pruning["methods"]) * pruning["seeds"] * (1 + 2 * len(pruning["fractions"])),
         "noisy_labels": lambda: len(noisy["methods"]) * (noisy["seeds"] * 4 + _passes_per_attribution()),
         "lds": lambda: config["lds"]["subsets"],
