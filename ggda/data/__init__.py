@@ -20,12 +20,13 @@ from torch.utils.data import TensorDataset
 from . import bundled, prepare, text
 from .errors import ChecksumError, DataError, DownloadError, FormatError
 from .custom import as_tensor_dataset, from_datasets
+from .table import load_table
 from .prepare import target_subset, validation_split
 from .raw import RawData
 from .store import load_bundle, save_bundle
 from .registry import DATA_DIR_ENV, REGISTRY, DatasetInfo, default_root, get_info
 
-__all__ = ["load", "from_datasets", "as_tensor_dataset", "validation_split", "target_subset", "save_bundle", "load_bundle", "DataBundle", "REGISTRY", "DatasetInfo", "get_info", "default_root", "list_datasets",
+__all__ = ["load", "load_table", "assemble", "from_datasets", "as_tensor_dataset", "validation_split", "target_subset", "save_bundle", "load_bundle", "DataBundle", "REGISTRY", "DatasetInfo", "get_info", "default_root", "list_datasets",
            "DATA_DIR_ENV", "DataError", "DownloadError", "ChecksumError", "FormatError", "RawData"]
 
 log = logging.getLogger(__name__)
@@ -99,31 +100,39 @@ def load(
     if max_length < 4:
         raise ValueError(f"max_length must be at least 4, got {max_length!r}")
     raw = _fetch(info, root, download)
+    return assemble(name, info.kind, info.num_classes, raw, n_train=n_train, n_test=n_test,
+                    noise_rate=noise_rate, seed=seed, tokenizer=tokenizer, max_length=max_length)
 
+
+def assemble(name: str, kind: str, num_classes: int, raw: RawData, n_train: int | None = None,
+             n_test: int | None = None, noise_rate: float = 0.0, seed: int = 0, tokenizer: str | None = None,
+             max_length: int = 128) -> DataBundle:
+    """The pipeline after the files are parsed (:func:`load`, :func:`load_table`): seeded class-stratified
+    subsets, label noise on the training part, scaling fitted on the training part, tensors."""
     tr = prepare.stratified_subset(raw.y_train, n_train, seed, "n_train")
     te = prepare.stratified_subset(raw.y_test, n_test, seed + 1, "n_test")
-    pick = (lambda xs, idx: [xs[i] for i in idx]) if info.kind == "text" else (lambda xs, idx: xs[idx])
+    pick = (lambda xs, idx: [xs[i] for i in idx]) if kind == "text" else (lambda xs, idx: xs[idx])
     x_train, x_test = pick(raw.x_train, tr), pick(raw.x_test, te)
     clean = raw.y_train[tr].astype(np.int64)
-    y_train, flipped = prepare.flip_labels(clean, noise_rate, info.num_classes, seed)
+    y_train, flipped = prepare.flip_labels(clean, noise_rate, num_classes, seed)
     y_test = raw.y_test[te].astype(np.int64)
 
-    meta = {"kind": info.kind, "num_classes": info.num_classes, **raw.meta,
+    meta = {"kind": kind, "num_classes": num_classes, **raw.meta,
             "n_train": len(tr), "n_test": len(te), "train_indices": tr.tolist(), "test_indices": te.tolist(),
             "noise_rate": noise_rate, "seed": seed}
-    if info.kind == "text":
+    if kind == "text":
         (ids_tr, mask_tr), (ids_te, mask_te), vocab, tok_name = text.encode(x_train, x_test, tokenizer, max_length)
         train = TensorDataset(ids_tr, mask_tr, torch.from_numpy(y_train))
         test = TensorDataset(ids_te, mask_te, torch.from_numpy(y_test))
         meta.update(input_shape=[max_length], vocab_size=vocab, tokenizer=tok_name, max_length=max_length)
     else:
-        scale = prepare.standardise_images if info.kind == "image" else prepare.standardise_tabular
+        scale = prepare.standardise_images if kind == "image" else prepare.standardise_tabular
         x_train, x_test, stats = scale(x_train, x_test)
         train = TensorDataset(torch.from_numpy(x_train), torch.from_numpy(y_train))
         test = TensorDataset(torch.from_numpy(x_test), torch.from_numpy(y_test))
         meta.update(input_shape=list(x_train.shape[1:]), **stats)
     log.info("loaded %s: %d train, %d test, %d flipped", name, len(tr), len(te), len(flipped))
-    return DataBundle(name, train, test, info.num_classes, list(raw.class_names), raw.feature_names,
+    return DataBundle(name, train, test, num_classes, list(raw.class_names), raw.feature_names,
                       flipped, clean, meta)
 
 

@@ -3,9 +3,6 @@
 # so `snakemake -n` already rejects a config whose jobs would fail, and they read ggda's source (an AST
 # walk) or its stdlib-only modules (data registry, model catalog), never importing ggda or torch.
 
-SIGNATURES = _load_script_module("signatures")
-DATA_REGISTRY = SIGNATURES.load_module(REPO / "ggda" / "data" / "registry.py")
-MODEL_CATALOG = SIGNATURES.load_module(REPO / "ggda" / "models" / "catalog.py")
 
 
 def _check_keys(options: dict, accepted: tuple[str, frozenset[str]], key: str) -> None:
@@ -18,7 +15,7 @@ def _check_keys(options: dict, accepted: tuple[str, frozenset[str]], key: str) -
 
 def _check_model(dataset: str, model: str, key: str) -> None:
     """The model must take the data set's inputs (else ggda.models.build fails in the train job)."""
-    kind = DATA_REGISTRY.REGISTRY[dataset].kind
+    kind = dataset_kind(dataset)
     takes = MODEL_CATALOG.INPUT_KINDS[model]
     if kind not in takes:
         fits = MODEL_CATALOG.models_for(kind)
@@ -27,7 +24,13 @@ def _check_model(dataset: str, model: str, key: str) -> None:
 
 
 def _check_files(i: int, entry: dict) -> None:
-    """With download off, the folder the data job reads must exist (the bundled data sets need none)."""
+    """A table's files must exist; with download off, the folder the data job reads must exist (the bundled
+    data sets need none)."""
+    if "table" in entry:
+        for key in ("path", "test"):
+            if entry["table"][key] is not None and not Path(entry["table"][key]).is_file():
+                _fail(f"datasets[{i}].table.{key}", f"{Path(entry['table'][key]).absolute()} is not a file")
+        return
     if entry["download"] or DATA_REGISTRY.REGISTRY[entry["name"]].bundled:
         return
     if entry["root"] is not None:

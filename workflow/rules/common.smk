@@ -78,6 +78,30 @@ _rename_deprecated_keys(config)
 _validate_config(config)
 
 
+# ------------------------------------------------------------------------------------------ library facts
+# ggda's stdlib-only modules (data registry, model catalog, hyper-parameters) and the AST reader of its
+# signatures, loaded from their files: parsing the workflow never imports ggda or torch.
+
+REPO = Path(workflow.basedir).resolve().parent
+SCRIPTS = REPO / "workflow" / "scripts"
+
+
+def _load_script_module(name):
+    """A stdlib-only helper of workflow/scripts, loaded from its file (the scripts folder is not on the
+    Snakefile's import path)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+SIGNATURES = _load_script_module("signatures")
+DATA_REGISTRY = SIGNATURES.load_module(REPO / "ggda" / "data" / "registry.py")
+MODEL_CATALOG = SIGNATURES.load_module(REPO / "ggda" / "models" / "catalog.py")
+
+
 def _fail(key, message):
     raise WorkflowError(f"Invalid config: key '{key}': {message}. See config/README.md.")
 
@@ -122,7 +146,7 @@ def _grouping_pairs(groupings, key):
     return [(name, s) for name, spec in _grouping_specs(groupings, key).items() for s in spec["sizes"]]
 
 
-TEXT_DATASETS = {"qnli"}
+TEXT_DATASETS = {name for name, info in DATA_REGISTRY.REGISTRY.items() if info.kind == "text"}
 
 DATASETS = {}  # name -> dataset entry (with defaults)
 for _i, _d in enumerate(config["datasets"]):
@@ -132,6 +156,27 @@ for _i, _d in enumerate(config["datasets"]):
         if _m not in _d["models"]:
             _fail(f"datasets[{_i}].hparams.{_m}", f"model {_m!r} is not among this data set's models {_d['models']}")
     DATASETS[_d["name"]] = _d
+
+#: name -> table block of the data sets read from a table of the user's own (datasets[].table)
+TABLE_DATASETS = {}
+for _i, _d in enumerate(config["datasets"]):
+    if "table" in _d:
+        if _d["name"] in DATA_REGISTRY.REGISTRY:
+            _fail(f"datasets[{_i}].name", f"{_d['name']!r} is a registered data set: give your table another name")
+        TABLE_DATASETS[_d["name"]] = _d["table"]
+    elif _d["name"] not in DATA_REGISTRY.REGISTRY:
+        _fail(f"datasets[{_i}].name", f"{_d['name']!r} is not a registered data set (known: "
+                                      f"{', '.join(DATA_REGISTRY.REGISTRY)}); for a table of your own, add a "
+                                      f"table block (datasets[{_i}].table: path, label)")
+for _exp in ("pruning", "noisy_labels"):
+    if config[_exp]["enabled"] and config[_exp]["dataset"] not in {**DATA_REGISTRY.REGISTRY, **TABLE_DATASETS}:
+        _fail(f"{_exp}.dataset", f"{config[_exp]['dataset']!r} is neither a registered data set nor a table "
+                                 f"data set of datasets (known: {', '.join([*DATA_REGISTRY.REGISTRY, *TABLE_DATASETS])})")
+
+
+def dataset_kind(name):
+    """"tabular", "image" or "text": a table data set is tabular."""
+    return "tabular" if name in TABLE_DATASETS else DATA_REGISTRY.REGISTRY[name].kind
 
 
 def _groupings_key(dataset):
@@ -176,7 +221,6 @@ if config["figures"]["removal"] not in config["retrain"]["fractions"]:
 
 # ------------------------------------------------------------------------------------------ environment
 
-REPO = Path(workflow.basedir).resolve().parent
 
 
 def _rel(path):
@@ -324,20 +368,6 @@ def code_inputs(script):
     return sorted(_rel(f) for f in files)
 
 
-SCRIPTS = REPO / "workflow" / "scripts"
-
-
-def _load_script_module(name):
-    """A stdlib-only helper of workflow/scripts, loaded from its file (the scripts folder is not on the
-    Snakefile's import path)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 # Results damaged since their job wrote them (truncated, overwritten) are rebuilt, not trusted: each job
 # records its outputs' checksums (workflow/scripts/output_checksums.py); here, before the DAG is built, a
 # damaged output gets the mtime 0, so that its job and everything downstream rerun.
@@ -461,12 +491,21 @@ def data_params(wildcards):
     entry = dataset_entry(wildcards.dataset)
     load = {"root": entry["root"], "download": entry["download"], "n_train": entry["n_train"],
             "n_test": entry["n_test"], "seed": config["data_seed"], "noise_rate": 0.0}
+    if wildcards.dataset in TABLE_DATASETS:  # ggda.data.load_table: the table block, no root or download
+        load = {"table": TABLE_DATASETS[wildcards.dataset],
+                **{k: v for k, v in load.items() if k not in ("root", "download")}}
     validation = None
     if wildcards.view == "noisy":
         load["noise_rate"] = config["noisy_labels"]["noise_rate"]
     elif wildcards.view == "pruning":
         validation = config["pruning"]["validation"]
     return {"load": load, "validation": validation, "validation_seed": config["data_seed"]}
+
+
+def table_files(wildcards):
+    """The files of a table data set (inputs of its data job: editing them reruns it), else none."""
+    table = TABLE_DATASETS.get(wildcards.dataset)
+    return [] if table is None else [table["path"]] + ([table["test"]] if table["test"] else [])
 
 
 # train.smk

@@ -1,4 +1,5 @@
-# Data: download (or find under root) the published files, subset, add label noise, scale; keep the
+# Data: download (or find under root) the published files, or read the user's table (datasets[].table),
+# subset, add label noise, scale; keep the
 # prepared tensors in results/{dataset}/data/{view}.pt for every later job.
 #   main     the data set of the main experiment
 #   noisy    the same with noisy_labels.noise_rate of the training labels flipped
@@ -11,6 +12,7 @@ rule data:
         meta="results/{dataset}/data/{view}.json",
     input:
         code_inputs("data"),
+        table=table_files,
     params:
         data=data_params,
     wildcard_constraints:

@@ -8,25 +8,40 @@ JOB_RESOURCES = _load_script_module("job_resources")
 HPARAMS = SIGNATURES.load_module(REPO / "ggda" / "hparams.py")
 
 
+@functools.cache
+def _facts(dataset):
+    """(training rows, numbers per example, classes) of a data set: the registry's, or for a table its
+    line count (CSV, TSV) and column count, with two classes (an estimate: one-hot columns are not counted)."""
+    if dataset not in TABLE_DATASETS:
+        info = DATA_REGISTRY.REGISTRY[dataset]
+        return info.train_rows, info.example_size, info.num_classes
+    path = Path(TABLE_DATASETS[dataset]["path"])
+    if path.suffix.lower() in (".csv", ".tsv") and path.is_file():
+        with open(path, "rb") as f:
+            header, lines = f.readline(), sum(1 for _ in f)
+        return lines, max(1, len(header.split(b"," if path.suffix.lower() == ".csv" else b"\t")) - 1), 2
+    return 100_000, 100, 2
+
+
 def _rows(dataset):
     """Training rows of the data set as configured (n_train caps the published split)."""
-    published = DATA_REGISTRY.REGISTRY[dataset].train_rows
+    published = _facts(dataset)[0]
     cap = dataset_entry(dataset)["n_train"]
     return published if cap is None else min(cap, published)
 
 
 def _sizes(dataset, model):
     """(rows, numbers per example, parameter count, minutes per training) of a data set x model."""
-    info = DATA_REGISTRY.REGISTRY[dataset]
+    _, example_size, classes = _facts(dataset)
     entry = dataset_entry(dataset)
     options = entry.get("model_options", {}).get(model, {})
     hidden = tuple(options.get("hidden", MODEL_CATALOG.MLP_HIDDEN.get(model, ())))
-    params = JOB_RESOURCES.parameters(model, info.example_size, info.num_classes, hidden)
+    params = JOB_RESOURCES.parameters(model, example_size, classes, hidden)
     hp = HPARAMS.default_hparams(dataset, model, **entry.get("hparams", {}).get(model, {}))
     full_batch = hp.optimizer == "lbfgs"
     rows = _rows(dataset)
     minutes = JOB_RESOURCES.training_minutes(model, rows, hp.max_iter if full_batch else hp.epochs, full_batch)
-    return rows, info.example_size, params, minutes
+    return rows, example_size, params, minutes
 
 
 def _passes_per_attribution():

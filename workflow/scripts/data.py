@@ -1,5 +1,5 @@
-"""Load a data set (downloading missing files into its root), optionally carve a validation split, and
-keep the prepared tensors for every later job."""
+"""Load a data set (downloading missing files into its root) or a table of the user's own, optionally
+carve a validation split, and keep the prepared tensors for every later job."""
 
 import workflow_io as wio
 
@@ -9,7 +9,11 @@ from ggda.data import save_bundle  # noqa: E402
 import ggda.data  # noqa: E402
 
 p = snakemake.params.data
-bundle = ggda.data.load(snakemake.wildcards.dataset, **p["load"])
+if "table" in p["load"]:
+    load = dict(p["load"])
+    bundle = ggda.data.load_table(**load.pop("table"), name=snakemake.wildcards.dataset, **load)
+else:
+    bundle = ggda.data.load(snakemake.wildcards.dataset, **p["load"])
 extra = {}
 if p["validation"] is not None:
     from ggda.data import validation_split

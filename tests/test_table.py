@@ -1,0 +1,80 @@
+"""A table of one's own as a data set (ggda.data.load_table): one-hot categories fitted on the training
+part, median imputation, a seeded split or a test file, and errors naming the column or file."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import ggda
+from ggda.data import DataError, load_table
+from ggda.data.table import read_table_raw
+
+
+def clinic(n: int = 200, seed: int = 0) -> pd.DataFrame:
+    """A table with a categorical column (some values missing), numbers with missing values and a boolean."""
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({"age": rng.normal(50, 10, n).round(1), "city": rng.choice(["north", "south", "east"], n),
+                       "dose": rng.normal(0, 1, n), "smoker": rng.choice([True, False], n)})
+    df.loc[rng.choice(n, 15, replace=False), "dose"] = np.nan
+    df.loc[rng.choice(n, 8, replace=False), "city"] = None
+    df["outcome"] = np.where(df["age"] + 8 * (df["city"] == "north") > 52, "ill", "well")
+    return df
+
+
+def test_a_csv_becomes_a_standardised_tabular_bundle(tmp_path):
+    df = clinic()
+    df.to_csv(tmp_path / "clinic.csv", index=False)
+    b = load_table(tmp_path / "clinic.csv", "outcome", split_seed=3)
+    assert b.name == "clinic" and b.kind == "tabular" and b.class_names == ["ill", "well"]
+    assert (len(b.train), len(b.test)) == (160, 40)
+    assert b.feature_names == ["age", "city=east", "city=north", "city=south", "dose", "smoker=False", "smoker=True"]
+    x = b.train.tensors[0].numpy()
+    assert np.isfinite(x).all() and np.allclose(x.mean(0), 0, atol=1e-5)
+    # a row with a missing city sets none of the city columns (before scaling)
+    raw = read_table_raw(tmp_path / "clinic.csv", "outcome", split_seed=3)
+    city = raw.x_train[:, 1:4]
+    assert set(city.sum(1)) == {0.0, 1.0} and (city.sum(1) == 0).sum() > 0
+    # the missing doses are imputed with the training median: after scaling they share one value
+    missing = np.isnan(raw.x_train[:, 4])
+    assert missing.any() and np.ptp(x[missing, 4]) == 0
+    # same seed, same split; another seed, another split; stratified by the label
+    assert np.array_equal(load_table(tmp_path / "clinic.csv", "outcome", split_seed=3).train.tensors[0].numpy(), x)
+    assert not np.array_equal(load_table(tmp_path / "clinic.csv", "outcome", split_seed=4).train.tensors[0].numpy(), x)
+    share_well = (df["outcome"] == "well").mean()
+    assert abs(b.test.tensors[1].numpy().mean() - share_well) < 0.05
+
+
+def test_a_test_file_and_chosen_columns(tmp_path):
+    df = clinic(240)
+    df.iloc[:200].to_csv(tmp_path / "train.tsv", sep="\t", index=False)
+    df.iloc[200:].to_csv(tmp_path / "test.tsv", sep="\t", index=False)
+    b = load_table(tmp_path / "train.tsv", "outcome", features=["age", "city"], test=tmp_path / "test.tsv",
+                   name="mine", n_train=100, noise_rate=0.1, seed=1)
+    assert b.name == "mine" and (len(b.train), len(b.test)) == (100, 40) and len(b.flipped) == 10
+    assert b.feature_names == ["age", "city=east", "city=north", "city=south"]
+    run = ggda.train.fit("lr", b, seed=0, progress=False)
+    assert 0.5 < run.test_acc <= 1.0
+
+
+@pytest.mark.parametrize("change,message", [
+    (dict(label="diagnosis"), r"column\(s\) \['diagnosis'\] not in .*clinic.csv \(its columns: age, city"),
+    (dict(features=["age", "weight"]), r"\['weight'\] not in"),
+    (dict(categorical=["outcome"]), r"categorical: \['outcome'\] are not feature columns"),
+    (dict(categorical=[]), r"column 'city' holds non-numbers .* list it under categorical"),
+    (dict(test_fraction=1.5), r"test_fraction must be in \(0, 1\)"),
+])
+def test_errors_name_the_column_or_argument(tmp_path, change, message):
+    clinic().to_csv(tmp_path / "clinic.csv", index=False)
+    with pytest.raises(DataError, match=message):
+        load_table(tmp_path / "clinic.csv", **{"label": "outcome", **change})
+
+
+def test_errors_name_the_file(tmp_path):
+    with pytest.raises(DataError, match=r"path: .*absent.csv does not exist"):
+        load_table(tmp_path / "absent.csv", "y")
+    (tmp_path / "notes.txt").write_text("a,b\n")
+    with pytest.raises(DataError, match=r"not a .csv, .tsv or .parquet file"):
+        load_table(tmp_path / "notes.txt", "y")
+    pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "y": ["a", "a", "a", "a"]}).to_csv(tmp_path / "one.csv", index=False)
+    with pytest.raises(DataError, match="single class"):
+        load_table(tmp_path / "one.csv", "y", test_fraction=0.25)
