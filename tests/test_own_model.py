@@ -100,8 +100,8 @@ def test_model_groupings_run_on_the_own_model(own, method):
     assert groups.n == len(data.train) and groups.k >= len(data.train) // 16 // 2
 
 
-@pytest.mark.parametrize("method,options", [("if", {}), ("tracin", {}),
-                                            ("tracin", {"projection": "factored", "proj_dim": 16})])
+@pytest.mark.parametrize("method,options", [("if", {}), ("if", {"projection": "factored", "proj_dim": 16}),
+                                            ("tracin", {}), ("tracin", {"projection": "factored", "proj_dim": 16})])
 def test_group_scores_are_sums_of_member_scores(own, method, options):
     run, data, _ = own
     groups = grouping.make("grad-kmeans", run, data, 16, seed=0)
@@ -151,3 +151,50 @@ def test_clear_errors_for_what_ggda_cannot_use():
         ggda.ModelRun(Net(30, 2)).retrained(np.arange(3), 0)
     with pytest.raises(ValueError, match="every item must be a tuple"):
         ggda.data.from_datasets(torch.utils.data.TensorDataset(torch.zeros(3, 2)), Rows(np.zeros((2, 2)), np.zeros(2)))
+
+
+class Tokens(nn.Module):
+    """Two inputs (token ids and a mask), as for text: a mean of embeddings, then a linear output."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(20, 6)
+        self.to_logits = nn.Linear(6, 3)
+
+    def forward(self, ids, mask):
+        m = mask.unsqueeze(-1).float()
+        return self.to_logits((self.embed(ids) * m).sum(1) / m.sum(1).clamp(min=1))
+
+
+class Pairs(Dataset):
+    def __init__(self, n, seed):
+        g = torch.Generator().manual_seed(seed)
+        self.ids = torch.randint(0, 20, (n, 5), generator=g)
+        self.mask = (torch.rand(n, 5, generator=g) > 0.2).long()
+        self.y = self.ids[:, 0] % 3
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.ids[i], self.mask[i], self.y[i]
+
+
+def test_a_model_of_two_inputs(own):
+    torch.manual_seed(0)
+    model = Tokens()
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    train_set = Pairs(120, 0)
+    for _ in range(30):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(train_set.ids, train_set.mask), train_set.y).backward()
+        opt.step()
+    run = ggda.ModelRun(model)
+    data = ggda.data.from_datasets(train_set, Pairs(15, 1))
+    assert data.kind == "text" and len(data.train.tensors) == 3
+    groups = grouping.make("grad-kmeans", run, data, 8, seed=0)
+    for method in ("if", "tracin", "trak"):
+        ind = ggda.attribute(method, run, data.train, data.test, progress=False)
+        grp = ggda.attribute(method, run, data.train, data.test, groups, progress=False)
+        assert ind.scores.shape == (15, 120) and grp.scores.shape == (15, groups.k)
+        assert np.isfinite(ind.scores).all() and np.isfinite(grp.scores).all()
