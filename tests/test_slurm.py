@@ -34,8 +34,10 @@ PARTITION = "debug"
 LOCAL_RULES = {"data", "aggregate", "figure", "retrain_gather", "baselines_gather", "all"}
 #: Rules that load a model (or its gradients): each of their jobs must be a SLURM job.
 MODEL_RULES = {"train", "groups", "train_features", "target_features", "attribute", "attribute_pruning",
-               "baselines", "prune", "noisy_labels"}
-RETRAIN_RULES = {"retrain", "retrain_seed"}       # one of the two, after retrain.granularity
+               "prune", "noisy_labels"}
+#: One of each pair runs, after retrain.granularity (the slurm profile sets "seed").
+RETRAIN_RULES = {"retrain", "retrain_seed"}
+BASELINE_RULES = {"baselines", "baselines_seed"}
 #: Set (by .ci/run, once it started the test cluster): the test must run, a reason to skip fails it instead.
 REQUIRED = "GGDA_SLURM_REQUIRED"
 #: What may differ between a SLURM run and a local run: the timings.
@@ -121,7 +123,7 @@ def test_model_jobs_run_on_the_cluster_and_small_jobs_locally(runs):
     # every job snakemake submitted is a SLURM job, and no other
     assert on_cluster == sorted(rules_run(runs["output"], "rule"))
     assert MODEL_RULES <= set(on_cluster), MODEL_RULES - set(on_cluster)
-    assert len(RETRAIN_RULES & set(on_cluster)) == 1, set(on_cluster)
+    assert len(RETRAIN_RULES & set(on_cluster)) == 1 and len(BASELINE_RULES & set(on_cluster)) == 1, set(on_cluster)
     assert not LOCAL_RULES & set(on_cluster)
     local = set(rules_run(runs["output"], "localrule"))
     assert {"data", "aggregate", "figure"} <= local <= LOCAL_RULES, local
