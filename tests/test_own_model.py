@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 import ggda
 from ggda import grouping
 from ggda.evaluation import retraining_score
+from test_attribution import _sum_over_groups
 
 
 class Net(nn.Module):
@@ -76,12 +77,6 @@ def own():
                         retrain=retrain)
     data = ggda.data.from_datasets(DataLoader(train_set, batch_size=7, shuffle=True), test_set)
     return run, data, calls
-
-
-def _sum_over_groups(individual, labels, k):
-    out = np.zeros((individual.shape[0], k))
-    np.add.at(out.T, labels, individual.T)
-    return out
 
 
 def test_the_data_and_the_head_are_found(own):
