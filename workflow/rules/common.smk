@@ -532,7 +532,8 @@ def grouping_spec(wildcards):
 
 
 #: The grouping options each method uses: only these reach its jobs, so that changing an option of
-#: grad-kmeans (say) does not rerun the random or repr-kmeans groupings.
+#: grad-kmeans (say) does not rerun the random or repr-kmeans groupings. Written out rather than read from
+#: ggda (parsing must not import torch); tests/test_workflow_option_tables.py checks it against the library.
 GROUPING_OPTIONS = {
     "individual": (),
     "random": ("seed", "within_class", "max_group_size", "oversize"),
@@ -566,7 +567,7 @@ def method_options(dataset, model, method):
 
 # cache.smk
 #: Options that change a method's scores but not its features: they do not reach the cache jobs, so
-#: changing them reruns only the attributions.
+#: changing them reruns only the attributions (checked against the library, as GROUPING_OPTIONS is).
 SCORING_OPTIONS = {"if": ("centre", "solve_for"), "tracin": (), "trak": ("kernel", "relative_damping", "damping")}
 
 
