@@ -424,5 +424,5 @@ def test_feature_dim_is_a_deprecated_alias_of_proj_dim(lr_run, cancer):
     with pytest.warns(DeprecationWarning, match="use proj_dim"):
         old = grouping.make("grad-kmeans", run, data, 16, feature_dim=8)
     assert np.array_equal(new.labels, old.labels) and old.proj_dim == 8
-    with pytest.raises(ValueError, match="give proj_dim only"):
+    with pytest.raises(ValueError, match="give proj_dim only"), pytest.warns(DeprecationWarning):
         grouping.make("grad-kmeans", run, data, 16, proj_dim=8, feature_dim=4)
