@@ -7,7 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
+import yaml
+
+from ggda.data import load_table
 
 REPO = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("job_resources", REPO / "workflow" / "scripts" / "job_resources.py")
@@ -62,3 +67,67 @@ def test_the_paper_dry_run_requests_resources_by_data_and_model_size(tmp_path):
     assert res[("retrain", "mnist", "cnn")]["runtime"] > 10 * train[("mnist", "cnn")]["runtime"] / 2
     # attribution jobs hold features of every training point: more memory than training on the same data
     assert res[("attribute", "mnist", "ann-m")]["mem_mb"] > train[("mnist", "ann-m")]["mem_mb"]
+
+
+def _table(n: int = 300, seed: int = 0) -> pd.DataFrame:
+    """Numbers with gaps, a categorical column with gaps, a boolean, a numeric code, three classes."""
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({"age": rng.normal(50, 10, n).round(1), "city": rng.choice(["north", "south", "east"], n),
+                       "dose": rng.normal(0, 1, n), "smoker": rng.choice([True, False], n),
+                       "ward": rng.choice([1, 2, 3, 4], n)})
+    df.loc[rng.choice(n, 15, replace=False), "dose"] = np.nan
+    df.loc[rng.choice(n, 8, replace=False), "city"] = None
+    df["outcome"] = rng.choice(["ill", "well", "unknown"], n)
+    return df
+
+
+@pytest.mark.parametrize("options", [
+    {},
+    {"features": ["age", "city", "ward"]},
+    {"categorical": ["city", "ward"]},
+    {"test_fraction": 0.3},
+    {"test": "test"},
+])
+@pytest.mark.parametrize("suffix", [".csv", ".tsv"])
+def test_a_tables_planned_size_is_what_load_table_makes_of_it(tmp_path, options, suffix):
+    df, sep = _table(), "," if suffix == ".csv" else "\t"
+    path = tmp_path / f"own{suffix}"
+    df.iloc[:240].to_csv(path, sep=sep, index=False)
+    if options.get("test"):
+        options = {**options, "test": str(tmp_path / f"test{suffix}")}
+        df.iloc[240:].to_csv(options["test"], sep=sep, index=False)
+    bundle = load_table(path, "outcome", **options)
+    assert jr.table_facts(path, "outcome", **options) == (len(bundle.train), bundle.train.tensors[0].shape[1],
+                                                          bundle.num_classes)
+
+
+def test_a_table_that_cannot_be_scanned_is_left_to_the_default(tmp_path):
+    _table().to_csv(tmp_path / "own.csv", index=False)
+    assert jr.table_facts(tmp_path / "own.csv", "no-such-label") is None
+    assert jr.table_facts(tmp_path / "own.csv", "outcome", features=["no-such-column"]) is None
+    assert jr.table_facts(tmp_path / "missing.csv", "outcome") is None
+    assert jr.table_facts(tmp_path / "own.parquet", "outcome") is None
+
+
+def test_a_dry_run_plans_a_table_by_its_encoded_width(tmp_path):
+    """The same rows, once with a code column read as numbers and once as a category of 2,000 values: the
+    one-hot table's jobs ask for more memory (the cluster would otherwise refuse or kill them)."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=20_000), "code": rng.integers(0, 2_000, 20_000),
+                          "y": rng.choice(["a", "b"], 20_000)})
+    frame.to_csv(tmp_path / "table.csv", index=False)
+    cfg = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    cfg["datasets"] = [{"name": name, "models": ["lr"],
+                        "table": {"path": str(tmp_path / "table.csv"), "label": "y", **extra}}
+                       for name, extra in (("narrow", {}), ("wide", {"categorical": ["code"]}))]
+    cfg["pruning"].update(dataset="narrow", model="lr")
+    cfg["noisy_labels"]["enabled"] = False
+    (tmp_path / "tables.yaml").write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", str(tmp_path / "tables.yaml"),
+                           "--directory", str(tmp_path / "run")], cwd=REPO, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = _resources(proc.stdout + proc.stderr)
+    narrow, wide = res[("train", "narrow", "lr")], res[("train", "wide", "lr")]
+    assert narrow["mem_mb"] == jr.memory_mb(jr.parameters("lr", 2, 2), 16_000, 2)
+    assert wide["mem_mb"] == jr.memory_mb(jr.parameters("lr", 2_001, 2), 16_000, 2_001) > narrow["mem_mb"]

@@ -10,17 +10,16 @@ HPARAMS = SIGNATURES.load_module(REPO / "ggda" / "hparams.py")
 
 @functools.cache
 def _facts(dataset):
-    """(training rows, numbers per example, classes) of a data set: the registry's, or for a table its
-    line count (CSV, TSV) and column count, with two classes (an estimate: one-hot columns are not counted)."""
+    """(training rows, numbers per example, classes) of a data set: the registry's, or for a CSV/TSV table
+    as ggda.data.load_table will encode it (one-hot columns and classes counted by one scan of the file);
+    a Parquet table, which needs an engine to read, is planned as 100,000 rows of 100 numbers, 2 classes."""
     if dataset not in TABLE_DATASETS:
         info = DATA_REGISTRY.REGISTRY[dataset]
         return info.train_rows, info.example_size, info.num_classes
-    path = Path(TABLE_DATASETS[dataset]["path"])
-    if path.suffix.lower() in (".csv", ".tsv") and path.is_file():
-        with open(path, "rb") as f:
-            header, lines = f.readline(), sum(1 for _ in f)
-        return lines, max(1, len(header.split(b"," if path.suffix.lower() == ".csv" else b"\t")) - 1), 2
-    return 100_000, 100, 2
+    table = TABLE_DATASETS[dataset]
+    keys = ("path", "label", "features", "categorical", "test", "test_fraction")
+    facts = JOB_RESOURCES.table_facts(**{k: table[k] for k in keys if k in table})
+    return facts if facts is not None else (100_000, 100, 2)
 
 
 def _rows(dataset):
