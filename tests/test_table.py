@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 import ggda
-from ggda.data import DataError, load_table
+from ggda.data import DataError, FormatError, load_table
 from ggda.data.table import read_table_raw
 
 
@@ -78,3 +78,30 @@ def test_errors_name_the_file(tmp_path):
     pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "y": ["a", "a", "a", "a"]}).to_csv(tmp_path / "one.csv", index=False)
     with pytest.raises(DataError, match="single class"):
         load_table(tmp_path / "one.csv", "y", test_fraction=0.25)
+
+
+def test_a_parquet_table_loads_as_its_csv_does(tmp_path):
+    pytest.importorskip("pyarrow", reason="Parquet needs pyarrow: pip install -e '.[parquet]'")
+    df = clinic()
+    df.to_csv(tmp_path / "clinic.csv", index=False)
+    df.to_parquet(tmp_path / "clinic.parquet", index=False)
+    from_csv = load_table(tmp_path / "clinic.csv", "outcome", split_seed=3)
+    from_parquet = load_table(tmp_path / "clinic.parquet", "outcome", split_seed=3)
+    assert from_parquet.feature_names == from_csv.feature_names and from_parquet.class_names == from_csv.class_names
+    for part in ("train", "test"):
+        for a, b in zip(getattr(from_parquet, part).tensors, getattr(from_csv, part).tensors):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-6)
+    (tmp_path / "broken.parquet").write_bytes((tmp_path / "clinic.parquet").read_bytes()[:100])
+    with pytest.raises(FormatError, match=r"path: .*broken.parquet could not be parsed as a table"):
+        load_table(tmp_path / "broken.parquet", "outcome")
+
+
+def test_a_parquet_table_without_an_engine_names_the_file_and_the_fix(tmp_path, monkeypatch):
+    (tmp_path / "clinic.parquet").write_bytes(b"PAR1")
+
+    def no_engine(*args, **kwargs):
+        raise ImportError("Unable to find a usable engine")
+
+    monkeypatch.setattr(pd, "read_parquet", no_engine)
+    with pytest.raises(DataError, match=r"path: reading .*clinic.parquet needs a Parquet engine: pip install pyarrow"):
+        load_table(tmp_path / "clinic.parquet", "outcome")
