@@ -101,6 +101,13 @@ def test_a_tables_planned_size_is_what_load_table_makes_of_it(tmp_path, options,
                                                           bundle.num_classes)
 
 
+def test_a_table_written_with_a_byte_order_mark_is_scanned_like_pandas_reads_it(tmp_path):
+    path, frame = tmp_path / "excel.csv", _table()
+    frame[["outcome", *frame.columns.drop("outcome")]].to_csv(path, index=False, encoding="utf-8-sig")
+    bundle = load_table(path, "outcome")  # the BOM sits before the first column's name, the label's
+    assert jr.table_facts(path, "outcome") == (len(bundle.train), bundle.train.tensors[0].shape[1], 3)
+
+
 def test_a_table_that_cannot_be_scanned_is_left_to_the_default(tmp_path):
     _table().to_csv(tmp_path / "own.csv", index=False)
     assert jr.table_facts(tmp_path / "own.csv", "no-such-label") is None

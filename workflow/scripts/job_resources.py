@@ -85,7 +85,7 @@ def table_facts(path: str | Path, label: str, features: list[str] | None = None,
     path = Path(path)
     if path.suffix.lower() not in (".csv", ".tsv") or not path.is_file():
         return None
-    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:  # as pandas, drop a BOM
         reader = csv.reader(f, delimiter="," if path.suffix.lower() == ".csv" else "\t")
         header = next(reader, None)
         if header is None or label not in header:
