@@ -92,10 +92,10 @@ def _table(n: int = 300, seed: int = 0) -> pd.DataFrame:
 def test_a_tables_planned_size_is_what_load_table_makes_of_it(tmp_path, options, suffix):
     df, sep = _table(), "," if suffix == ".csv" else "\t"
     path = tmp_path / f"own{suffix}"
-    df.iloc[:240].to_csv(path, sep=sep, index=False)
+    df.iloc[:241].to_csv(path, sep=sep, index=False)  # 241 rows: the split rounds its test part up
     if options.get("test"):
         options = {**options, "test": str(tmp_path / f"test{suffix}")}
-        df.iloc[240:].to_csv(options["test"], sep=sep, index=False)
+        df.iloc[241:].to_csv(options["test"], sep=sep, index=False)
     bundle = load_table(path, "outcome", **options)
     assert jr.table_facts(path, "outcome", **options) == (len(bundle.train), bundle.train.tensors[0].shape[1],
                                                           bundle.num_classes)
@@ -108,12 +108,24 @@ def test_a_table_written_with_a_byte_order_mark_is_scanned_like_pandas_reads_it(
     assert jr.table_facts(path, "outcome") == (len(bundle.train), bundle.train.tensors[0].shape[1], 3)
 
 
+def test_a_parquet_tables_planned_size_is_what_load_table_makes_of_it(tmp_path):
+    pytest.importorskip("pyarrow", reason="Parquet needs pyarrow: pip install -e '.[parquet]'")
+    _table().to_parquet(tmp_path / "own.parquet", index=False)
+    bundle = load_table(tmp_path / "own.parquet", "outcome")
+    assert jr.table_facts(tmp_path / "own.parquet", "outcome") == (len(bundle.train), bundle.train.tensors[0].shape[1],
+                                                                   bundle.num_classes)
+
+
 def test_a_table_that_cannot_be_scanned_is_left_to_the_default(tmp_path):
     _table().to_csv(tmp_path / "own.csv", index=False)
     assert jr.table_facts(tmp_path / "own.csv", "no-such-label") is None
     assert jr.table_facts(tmp_path / "own.csv", "outcome", features=["no-such-column"]) is None
+    assert jr.table_facts(tmp_path / "own.csv", "outcome", features=["age"], categorical=["city"]) is None
     assert jr.table_facts(tmp_path / "missing.csv", "outcome") is None
-    assert jr.table_facts(tmp_path / "own.parquet", "outcome") is None
+    (tmp_path / "broken.parquet").write_bytes(b"PAR1")  # no engine, or not Parquet: the default plan
+    assert jr.table_facts(tmp_path / "broken.parquet", "outcome") is None
+    (tmp_path / "notes.txt").write_text("outcome\n1\n")
+    assert jr.table_facts(tmp_path / "notes.txt", "outcome") is None
 
 
 def test_a_dry_run_plans_a_table_by_its_encoded_width(tmp_path):

@@ -10,9 +10,9 @@ HPARAMS = SIGNATURES.load_module(REPO / "ggda" / "hparams.py")
 
 @functools.cache
 def _facts(dataset):
-    """(training rows, numbers per example, classes) of a data set: the registry's, or for a CSV/TSV table
-    as ggda.data.load_table will encode it (one-hot columns and classes counted by one scan of the file);
-    a Parquet table, which needs an engine to read, is planned as 100,000 rows of 100 numbers, 2 classes."""
+    """(training rows, numbers per example, classes) of a data set: the registry's, or a table's as
+    ggda.data.load_table will encode it (job_resources.table_facts reads it once per parse); a table that
+    cannot be read here (say Parquet without pyarrow) is planned as 100,000 rows of 100 numbers, 2 classes."""
     if dataset not in TABLE_DATASETS:
         info = DATA_REGISTRY.REGISTRY[dataset]
         return info.train_rows, info.example_size, info.num_classes

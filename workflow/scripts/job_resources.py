@@ -15,7 +15,6 @@ low costs one retry, not a failed run.
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 
@@ -60,56 +59,33 @@ def memory_mb(params: int, rows: int, example_size: int, feature_copies: int = 0
     return int(math.ceil((BASE_MB + model_mb + data_mb + features_mb) * 2 ** (attempt - 1)))
 
 
-#: Strings pandas reads as missing by default (pandas.read_csv's na_values), which a table's scan skips.
-MISSING = {"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
-           "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"}
-
-
-def _is_number(value: str) -> bool:
-    try:
-        float(value)
-    except ValueError:
-        return False
-    return True
-
-
 def table_facts(path: str | Path, label: str, features: list[str] | None = None,
                 categorical: list[str] | None = None, test: str | None = None,
                 test_fraction: float = 0.2) -> tuple[int, int, int] | None:
-    """(training rows, numbers per example, classes) of a CSV/TSV table as ggda.data.load_table will encode
-    it (arguments as there): a numeric column is one number, a categorical one (named, or by default any
-    column holding a non-number, as pandas' booleans and strings do) one per distinct value in the file (an
-    upper bound on the training part's), the classes the distinct labels. One pass with the csv module, no
-    pandas or torch. None where the file is not a readable CSV/TSV (Parquet, missing file, no such column):
-    the caller then plans with a default, and the data job reports the problem."""
+    """(training rows, numbers per example, classes) of a table as ggda.data.load_table will encode it
+    (arguments as there): a numeric column is one number, a categorical one (named, or by default the
+    non-numeric and boolean ones) one per distinct value in the file (an upper bound on the training
+    part's), the classes the distinct labels. Read with pandas, which snakemake has imported already.
+    None where the file cannot be read (missing, not a table, Parquet without pyarrow) or lacks a named
+    column: the caller then plans with a default, and the data job reports the problem."""
+    import pandas as pd
+
     path = Path(path)
-    if path.suffix.lower() not in (".csv", ".tsv") or not path.is_file():
+    readers = {".csv": pd.read_csv, ".tsv": lambda p: pd.read_csv(p, sep="\t"), ".parquet": pd.read_parquet}
+    if path.suffix.lower() not in readers or not path.is_file():
         return None
-    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:  # as pandas, drop a BOM
-        reader = csv.reader(f, delimiter="," if path.suffix.lower() == ".csv" else "\t")
-        header = next(reader, None)
-        if header is None or label not in header:
-            return None
-        columns = [c for c in header if c != label] if features is None else list(features)
-        if any(c not in header for c in columns):
-            return None
-        where = {c: header.index(c) for c in [label, *columns]}
-        values: dict[str, set[str]] = {c: set() for c in [label, *columns]}
-        numeric = {c: True for c in columns}
-        rows = 0
-        for row in reader:
-            if not row:
-                continue
-            rows += 1
-            for c, i in where.items():
-                value = row[i].strip() if i < len(row) else ""
-                if value in MISSING:
-                    continue
-                values[c].add(value)
-                if c != label and numeric[c] and not _is_number(value):
-                    numeric[c] = False
-    if categorical is None:
-        categorical = [c for c in columns if not numeric[c]]
-    example_size = sum(max(1, len(values[c])) if c in categorical else 1 for c in columns)
-    train_rows = rows if test is not None else rows - round(test_fraction * rows)
-    return max(1, train_rows), max(1, example_size), max(2, len(values[label]))
+    try:
+        frame = readers[path.suffix.lower()](path)
+    except (ImportError, ValueError, pd.errors.ParserError, UnicodeDecodeError):
+        return None
+    columns = [c for c in frame.columns if c != label] if features is None else list(features)
+    if label not in frame.columns or any(c not in frame.columns for c in columns) or \
+            any(c not in columns for c in categorical or ()):
+        return None
+    if categorical is None:  # load_table's default (ggda/data/table.py)
+        categorical = [c for c in columns if not pd.api.types.is_numeric_dtype(frame[c])
+                       or pd.api.types.is_bool_dtype(frame[c])]
+    width = sum(max(1, frame[c].astype("string").nunique()) if c in categorical else 1 for c in columns)
+    # the seeded split holds out ceil(test_fraction x rows), as scikit-learn's train_test_split does
+    rows = len(frame) if test is not None else len(frame) - math.ceil(test_fraction * len(frame))
+    return max(1, rows), max(1, width), max(2, frame[label].astype("string").nunique())
