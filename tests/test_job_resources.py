@@ -12,8 +12,6 @@ import pandas as pd
 import pytest
 import yaml
 
-from ggda.data import load_table
-
 REPO = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("job_resources", REPO / "workflow" / "scripts" / "job_resources.py")
 jr = importlib.util.module_from_spec(spec)
@@ -67,65 +65,6 @@ def test_the_paper_dry_run_requests_resources_by_data_and_model_size(tmp_path):
     assert res[("retrain", "mnist", "cnn")]["runtime"] > 10 * train[("mnist", "cnn")]["runtime"] / 2
     # attribution jobs hold features of every training point: more memory than training on the same data
     assert res[("attribute", "mnist", "ann-m")]["mem_mb"] > train[("mnist", "ann-m")]["mem_mb"]
-
-
-def _table(n: int = 300, seed: int = 0) -> pd.DataFrame:
-    """Numbers with gaps, a categorical column with gaps, a boolean, a numeric code, three classes."""
-    rng = np.random.default_rng(seed)
-    df = pd.DataFrame({"age": rng.normal(50, 10, n).round(1), "city": rng.choice(["north", "south", "east"], n),
-                       "dose": rng.normal(0, 1, n), "smoker": rng.choice([True, False], n),
-                       "ward": rng.choice([1, 2, 3, 4], n)})
-    df.loc[rng.choice(n, 15, replace=False), "dose"] = np.nan
-    df.loc[rng.choice(n, 8, replace=False), "city"] = None
-    df["outcome"] = rng.choice(["ill", "well", "unknown"], n)
-    return df
-
-
-@pytest.mark.parametrize("options", [
-    {},
-    {"features": ["age", "city", "ward"]},
-    {"categorical": ["city", "ward"]},
-    {"test_fraction": 0.3},
-    {"test": "test"},
-])
-@pytest.mark.parametrize("suffix", [".csv", ".tsv"])
-def test_a_tables_planned_size_is_what_load_table_makes_of_it(tmp_path, options, suffix):
-    df, sep = _table(), "," if suffix == ".csv" else "\t"
-    path = tmp_path / f"own{suffix}"
-    df.iloc[:241].to_csv(path, sep=sep, index=False)  # 241 rows: the split rounds its test part up
-    if options.get("test"):
-        options = {**options, "test": str(tmp_path / f"test{suffix}")}
-        df.iloc[241:].to_csv(options["test"], sep=sep, index=False)
-    bundle = load_table(path, "outcome", **options)
-    assert jr.table_facts(path, "outcome", **options) == (len(bundle.train), bundle.train.tensors[0].shape[1],
-                                                          bundle.num_classes)
-
-
-def test_a_table_written_with_a_byte_order_mark_is_scanned_like_pandas_reads_it(tmp_path):
-    path, frame = tmp_path / "excel.csv", _table()
-    frame[["outcome", *frame.columns.drop("outcome")]].to_csv(path, index=False, encoding="utf-8-sig")
-    bundle = load_table(path, "outcome")  # the BOM sits before the first column's name, the label's
-    assert jr.table_facts(path, "outcome") == (len(bundle.train), bundle.train.tensors[0].shape[1], 3)
-
-
-def test_a_parquet_tables_planned_size_is_what_load_table_makes_of_it(tmp_path):
-    pytest.importorskip("pyarrow", reason="Parquet needs pyarrow: pip install -e '.[parquet]'")
-    _table().to_parquet(tmp_path / "own.parquet", index=False)
-    bundle = load_table(tmp_path / "own.parquet", "outcome")
-    assert jr.table_facts(tmp_path / "own.parquet", "outcome") == (len(bundle.train), bundle.train.tensors[0].shape[1],
-                                                                   bundle.num_classes)
-
-
-def test_a_table_that_cannot_be_scanned_is_left_to_the_default(tmp_path):
-    _table().to_csv(tmp_path / "own.csv", index=False)
-    assert jr.table_facts(tmp_path / "own.csv", "no-such-label") is None
-    assert jr.table_facts(tmp_path / "own.csv", "outcome", features=["no-such-column"]) is None
-    assert jr.table_facts(tmp_path / "own.csv", "outcome", features=["age"], categorical=["city"]) is None
-    assert jr.table_facts(tmp_path / "missing.csv", "outcome") is None
-    (tmp_path / "broken.parquet").write_bytes(b"PAR1")  # no engine, or not Parquet: the default plan
-    assert jr.table_facts(tmp_path / "broken.parquet", "outcome") is None
-    (tmp_path / "notes.txt").write_text("outcome\n1\n")
-    assert jr.table_facts(tmp_path / "notes.txt", "outcome") is None
 
 
 def test_a_dry_run_plans_a_table_by_its_encoded_width(tmp_path):

@@ -8,6 +8,7 @@ import pytest
 import ggda
 from ggda.data import DataError, FormatError, load_table
 from ggda.data.table import read_table_raw
+from ggda.data.table_format import encoded_shape
 
 
 def clinic(n: int = 200, seed: int = 0) -> pd.DataFrame:
@@ -105,3 +106,59 @@ def test_a_parquet_table_without_an_engine_names_the_file_and_the_fix(tmp_path, 
     monkeypatch.setattr(pd, "read_parquet", no_engine)
     with pytest.raises(DataError, match=r"path: reading .*clinic.parquet needs a Parquet engine: pip install pyarrow"):
         load_table(tmp_path / "clinic.parquet", "outcome")
+
+
+def three_class_clinic(n: int = 300) -> pd.DataFrame:
+    """clinic() with a numeric code column (one number unless named categorical) and three classes."""
+    df = clinic(n)
+    rng = np.random.default_rng(1)
+    df["ward"] = rng.choice([1, 2, 3, 4], n)
+    df["outcome"] = rng.choice(["ill", "well", "unknown"], n)
+    return df
+
+
+def _shape(bundle) -> tuple[int, int, int]:
+    return len(bundle.train), bundle.train.tensors[0].shape[1], bundle.num_classes
+
+
+@pytest.mark.parametrize("options", [
+    {},
+    {"features": ["age", "city", "ward"]},
+    {"categorical": ["city", "ward"]},
+    {"test_fraction": 0.3},
+    {"test": "test"},
+])
+@pytest.mark.parametrize("suffix", [".csv", ".tsv"])
+def test_encoded_shape_is_what_load_table_makes_of_the_table(tmp_path, options, suffix):
+    df, sep = three_class_clinic(), "," if suffix == ".csv" else "\t"
+    path = tmp_path / f"own{suffix}"
+    df.iloc[:241].to_csv(path, sep=sep, index=False)  # 241 rows: the split rounds its test part up
+    if options.get("test"):
+        options = {**options, "test": str(tmp_path / f"test{suffix}")}
+        df.iloc[241:].to_csv(options["test"], sep=sep, index=False)
+    assert encoded_shape(path, "outcome", **options) == _shape(load_table(path, "outcome", **options))
+
+
+def test_encoded_shape_of_a_table_with_a_byte_order_mark(tmp_path):
+    path, df = tmp_path / "excel.csv", three_class_clinic()
+    df[["outcome", *df.columns.drop("outcome")]].to_csv(path, index=False, encoding="utf-8-sig")
+    bundle = load_table(path, "outcome")  # the BOM sits before the first column's name, the label's
+    assert encoded_shape(path, "outcome") == _shape(bundle) and bundle.num_classes == 3
+
+
+def test_encoded_shape_of_a_parquet_table(tmp_path):
+    pytest.importorskip("pyarrow", reason="Parquet needs pyarrow: pip install -e '.[parquet]'")
+    three_class_clinic().to_parquet(tmp_path / "own.parquet", index=False)
+    assert encoded_shape(tmp_path / "own.parquet", "outcome") == _shape(load_table(tmp_path / "own.parquet", "outcome"))
+
+
+def test_encoded_shape_of_an_unreadable_table_is_none(tmp_path):
+    three_class_clinic().to_csv(tmp_path / "own.csv", index=False)
+    assert encoded_shape(tmp_path / "own.csv", "no-such-label") is None
+    assert encoded_shape(tmp_path / "own.csv", "outcome", features=["no-such-column"]) is None
+    assert encoded_shape(tmp_path / "own.csv", "outcome", features=["age"], categorical=["city"]) is None
+    assert encoded_shape(tmp_path / "missing.csv", "outcome") is None
+    (tmp_path / "broken.parquet").write_bytes(b"PAR1")  # no engine, or not Parquet
+    assert encoded_shape(tmp_path / "broken.parquet", "outcome") is None
+    (tmp_path / "notes.txt").write_text("outcome\n1\n")
+    assert encoded_shape(tmp_path / "notes.txt", "outcome") is None

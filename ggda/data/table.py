@@ -19,9 +19,7 @@ import pandas as pd
 
 from .errors import DataError, FormatError
 from .raw import RawData
-
-READERS = {".csv": lambda p: pd.read_csv(p), ".tsv": lambda p: pd.read_csv(p, sep="\t"),
-           ".parquet": lambda p: pd.read_parquet(p)}
+from .table_format import READERS, default_categorical
 
 
 def read_table(path: str | os.PathLike, what: str = "path") -> pd.DataFrame:
@@ -112,8 +110,7 @@ def read_table_raw(path: str | os.PathLike, label: str, features: list[str] | No
             raise DataError(f"label: rows of {test} have no {label!r}: drop them")
         train_frame = frame
     if categorical is None:
-        categorical = [c for c in columns if not pd.api.types.is_numeric_dtype(frame[c])
-                       or pd.api.types.is_bool_dtype(frame[c])]
+        categorical = default_categorical(frame, columns)
     else:
         unknown = [c for c in categorical if c not in columns]
         if unknown:

@@ -6,19 +6,20 @@
 
 JOB_RESOURCES = _load_script_module("job_resources")
 HPARAMS = SIGNATURES.load_module(REPO / "ggda" / "hparams.py")
+TABLE_FORMAT = SIGNATURES.load_module(REPO / "ggda" / "data" / "table_format.py")
 
 
 @functools.cache
 def _facts(dataset):
     """(training rows, numbers per example, classes) of a data set: the registry's, or a table's as
-    ggda.data.load_table will encode it (job_resources.table_facts reads it once per parse); a table that
+    ggda.data.load_table will encode it (table_format.encoded_shape reads it once per parse); a table that
     cannot be read here (say Parquet without pyarrow) is planned as 100,000 rows of 100 numbers, 2 classes."""
     if dataset not in TABLE_DATASETS:
         info = DATA_REGISTRY.REGISTRY[dataset]
         return info.train_rows, info.example_size, info.num_classes
     table = TABLE_DATASETS[dataset]
     keys = ("path", "label", "features", "categorical", "test", "test_fraction")
-    facts = JOB_RESOURCES.table_facts(**{k: table[k] for k in keys if k in table})
+    facts = TABLE_FORMAT.encoded_shape(**{k: table[k] for k in keys if k in table})
     return facts if facts is not None else (100_000, 100, 2)
 
 

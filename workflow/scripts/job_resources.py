@@ -16,7 +16,6 @@ low costs one retry, not a failed run.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 #: Examples per second of one training step on one GPU (float32).
 THROUGHPUT = {"lr": 200_000, "ann-s": 200_000, "ann-m": 100_000, "cnn": 20_000, "resnet9": 4_000, "bert": 100}
@@ -58,34 +57,3 @@ def memory_mb(params: int, rows: int, example_size: int, feature_copies: int = 0
     features_mb = feature_copies * rows * min(params, FEATURE_DIMS_MAX) * 8 / 1e6
     return int(math.ceil((BASE_MB + model_mb + data_mb + features_mb) * 2 ** (attempt - 1)))
 
-
-def table_facts(path: str | Path, label: str, features: list[str] | None = None,
-                categorical: list[str] | None = None, test: str | None = None,
-                test_fraction: float = 0.2) -> tuple[int, int, int] | None:
-    """(training rows, numbers per example, classes) of a table as ggda.data.load_table will encode it
-    (arguments as there): a numeric column is one number, a categorical one (named, or by default the
-    non-numeric and boolean ones) one per distinct value in the file (an upper bound on the training
-    part's), the classes the distinct labels. Read with pandas, which snakemake has imported already.
-    None where the file cannot be read (missing, not a table, Parquet without pyarrow) or lacks a named
-    column: the caller then plans with a default, and the data job reports the problem."""
-    import pandas as pd
-
-    path = Path(path)
-    readers = {".csv": pd.read_csv, ".tsv": lambda p: pd.read_csv(p, sep="\t"), ".parquet": pd.read_parquet}
-    if path.suffix.lower() not in readers or not path.is_file():
-        return None
-    try:
-        frame = readers[path.suffix.lower()](path)
-    except (ImportError, ValueError, pd.errors.ParserError, UnicodeDecodeError):
-        return None
-    columns = [c for c in frame.columns if c != label] if features is None else list(features)
-    if label not in frame.columns or any(c not in frame.columns for c in columns) or \
-            any(c not in columns for c in categorical or ()):
-        return None
-    if categorical is None:  # load_table's default (ggda/data/table.py)
-        categorical = [c for c in columns if not pd.api.types.is_numeric_dtype(frame[c])
-                       or pd.api.types.is_bool_dtype(frame[c])]
-    width = sum(max(1, frame[c].astype("string").nunique()) if c in categorical else 1 for c in columns)
-    # the seeded split holds out ceil(test_fraction x rows), as scikit-learn's train_test_split does
-    rows = len(frame) if test is not None else len(frame) - math.ceil(test_fraction * len(frame))
-    return max(1, rows), max(1, width), max(2, frame[label].astype("string").nunique())

@@ -31,7 +31,7 @@ GROUPING_SET_BY_WORKFLOW = frozenset({
 
 
 def load_module(path: Path) -> ModuleType:
-    """Run a stdlib-only module file on its own (its package, which imports torch, is not imported)."""
+    """Run a module file that needs no torch on its own (its package, which imports torch, is not imported)."""
     name = f"_ggda_facts_{path.parent.name}_{path.stem}"
     if name not in sys.modules:
         spec = importlib.util.spec_from_file_location(name, path)
